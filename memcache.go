@@ -1,0 +1,282 @@
+package cachedsql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// ErrNilClient is what every operation of Memcache(nil) returns. The
+// constructor has no error result, so a nil client becomes a Cache that
+// fails loudly instead of a panic on first use; configuration validation
+// reports it up front (see checkCache).
+var ErrNilClient = errors.New("cachedsql: Memcache: nil *memcache.Client")
+
+var errNilItem = errors.New("nil *Item")
+
+// Memcache returns a Cache backed by memcached through c. The caller owns c
+// and keeps control of its servers, timeouts and pool: set c.MaxIdleConns at
+// least to the expected number of concurrent operations, because above it
+// every operation dials a new connection.
+//
+// gomemcache has no context. When ctx can be cancelled, each operation runs
+// in its own goroutine and returns ctx's error as soon as ctx is done; the
+// abandoned call finishes in the background, bounded by c.Timeout, and a
+// write it carried may still take effect. Contexts that can never be done
+// cost no goroutine.
+//
+// Keys, TTLs and value sizes are checked before anything is sent: a refused
+// large value would make gomemcache drop its connection. A value over
+// MaxValueSize passed to Set also deletes the key's current value, as
+// memcached itself does when it refuses a set, so no stale value survives a
+// failed overwrite.
+//
+// Memcache(nil) returns a Cache whose every operation fails with
+// ErrNilClient.
+func Memcache(c *memcache.Client) Cache {
+	return &memcacheCache{c: c}
+}
+
+// memcacheCache adapts *memcache.Client to Cache. It holds no state of its
+// own: c is safe for concurrent use.
+type memcacheCache struct {
+	c *memcache.Client
+}
+
+// checkCache reports a Cache that cannot work whatever the server does: nil,
+// or built by Memcache(nil). Configuration validation calls it.
+func checkCache(c Cache) error {
+	switch c := c.(type) {
+	case nil:
+		return errors.New("cachedsql: nil Cache")
+	case *memcacheCache:
+		if c == nil || c.c == nil {
+			return ErrNilClient
+		}
+	}
+	return nil
+}
+
+func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string]*Item, error) {
+	if m.c == nil {
+		return nil, ErrNilClient
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, opError("memcache", "get", "", err)
+	}
+	for _, k := range keys {
+		if !validKey(k) {
+			return nil, opError("memcache", "get", k, ErrBadKey)
+		}
+	}
+	if len(keys) == 0 {
+		return map[string]*Item{}, nil
+	}
+	if ctx.Done() == nil {
+		res, err := m.c.GetMulti(keys)
+		return convertItems(res, err, keys)
+	}
+	type result struct {
+		res map[string]*memcache.Item
+		err error
+	}
+	done := make(chan result, 1) // buffered: the goroutine never blocks if abandoned
+	go func() {
+		res, err := m.c.GetMulti(keys)
+		done <- result{res, err}
+	}()
+	select {
+	case r := <-done:
+		return convertItems(r.res, r.err, keys)
+	case <-ctx.Done():
+		return nil, opError("memcache", "get", firstKey(keys), ctx.Err())
+	}
+}
+
+// convertItems turns gomemcache's result into ours. gomemcache reads every
+// value into a fresh slice, so the values are handed over without a copy;
+// all Items share one allocation.
+func convertItems(res map[string]*memcache.Item, err error, keys []string) (map[string]*Item, error) {
+	if err != nil {
+		// A partial result is useless to the protocols (they treat a failed
+		// GetMulti as a miss of everything), so it is not returned.
+		return nil, mapMemcacheError("get", firstKey(keys), err)
+	}
+	out := make(map[string]*Item, len(res))
+	items := make([]Item, len(res))
+	i := 0
+	for k, it := range res {
+		items[i] = Item{Key: k, Value: it.Value, CasID: it.CasID}
+		out[k] = &items[i]
+		i++
+	}
+	return out, nil
+}
+
+func firstKey(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return keys[0]
+}
+
+func (m *memcacheCache) Add(ctx context.Context, item *Item) error {
+	return m.store(ctx, "add", item)
+}
+
+func (m *memcacheCache) CompareAndSwap(ctx context.Context, item *Item) error {
+	return m.store(ctx, "cas", item)
+}
+
+func (m *memcacheCache) Set(ctx context.Context, item *Item) error {
+	return m.store(ctx, "set", item)
+}
+
+func (m *memcacheCache) store(ctx context.Context, op string, item *Item) error {
+	if m.c == nil {
+		return ErrNilClient
+	}
+	if item == nil {
+		return opError("memcache", op, "", errNilItem)
+	}
+	if err := ctx.Err(); err != nil {
+		return opError("memcache", op, item.Key, err)
+	}
+	exp, err := checkItem("memcache", op, item)
+	if err != nil {
+		if op == "set" && errors.Is(err, ErrValueTooLarge) {
+			// memcached unlinks the old value when it refuses a set;
+			// do the same so a failed overwrite leaves nothing stale.
+			if derr := m.Delete(ctx, item.Key); derr != nil && !errors.Is(derr, ErrCacheMiss) {
+				return errors.Join(err, derr)
+			}
+		}
+		return err
+	}
+	// A copy: gomemcache must not see later changes to *item, and *item
+	// must not be written by gomemcache.
+	mi := &memcache.Item{Key: item.Key, Value: item.Value, Expiration: exp, CasID: item.CasID}
+	if ctx.Done() == nil {
+		return mapMemcacheError(op, item.Key, m.call(op, mi))
+	}
+	done := make(chan error, 1) // buffered: the goroutine never blocks if abandoned
+	go func() { done <- m.call(op, mi) }()
+	select {
+	case err := <-done:
+		return mapMemcacheError(op, item.Key, err)
+	case <-ctx.Done():
+		return opError("memcache", op, item.Key, ctx.Err())
+	}
+}
+
+func (m *memcacheCache) call(op string, mi *memcache.Item) error {
+	switch op {
+	case "add":
+		return m.c.Add(mi)
+	case "cas":
+		return m.c.CompareAndSwap(mi)
+	default:
+		return m.c.Set(mi)
+	}
+}
+
+func (m *memcacheCache) Delete(ctx context.Context, key string) error {
+	if m.c == nil {
+		return ErrNilClient
+	}
+	if err := ctx.Err(); err != nil {
+		return opError("memcache", "delete", key, err)
+	}
+	if !validKey(key) {
+		return opError("memcache", "delete", key, ErrBadKey)
+	}
+	if ctx.Done() == nil {
+		return mapMemcacheError("delete", key, m.c.Delete(key))
+	}
+	done := make(chan error, 1) // buffered: the goroutine never blocks if abandoned
+	go func() { done <- m.c.Delete(key) }()
+	select {
+	case err := <-done:
+		return mapMemcacheError("delete", key, err)
+	case <-ctx.Done():
+		return opError("memcache", "delete", key, ctx.Err())
+	}
+}
+
+// mapMemcacheError translates gomemcache's errors to ours. The outcomes the
+// protocols branch on every day (miss, not stored, conflict) come back as the
+// bare sentinels, without an allocation.
+func mapMemcacheError(op, key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, memcache.ErrCacheMiss):
+		return ErrCacheMiss
+	case errors.Is(err, memcache.ErrNotStored):
+		return ErrNotStored
+	case errors.Is(err, memcache.ErrCASConflict):
+		return ErrCASConflict
+	case errors.Is(err, memcache.ErrMalformedKey):
+		return opError("memcache", op, key, ErrBadKey)
+	case strings.Contains(err.Error(), "SERVER_ERROR object too large"):
+		// A server started with a smaller -I than MaxValueSize assumes.
+		return fmt.Errorf("cachedsql: memcache %s %s: %w (server: %v)", op, key, ErrValueTooLarge, err)
+	}
+	return opError("memcache", op, key, err)
+}
+
+func opError(backend, op, key string, err error) error {
+	if key == "" {
+		return fmt.Errorf("cachedsql: %s %s: %w", backend, op, err)
+	}
+	if !validKey(key) {
+		return fmt.Errorf("cachedsql: %s %s %q: %w", backend, op, key, err)
+	}
+	return fmt.Errorf("cachedsql: %s %s %s: %w", backend, op, key, err)
+}
+
+// validKey is memcached's rule for text-protocol keys: 1 to MaxKeyLength
+// bytes, no space, no control character.
+func validKey(key string) bool {
+	if len(key) == 0 || len(key) > MaxKeyLength {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkItem validates item against the limits every backend shares and
+// returns its expiration in memcached's form: whole seconds, relative.
+func checkItem(backend, op string, item *Item) (int32, error) {
+	if !validKey(item.Key) {
+		return 0, opError(backend, op, item.Key, ErrBadKey)
+	}
+	if len(item.Value) > MaxValueSize {
+		return 0, fmt.Errorf("cachedsql: %s %s %s: %w (%d bytes, limit %d)",
+			backend, op, item.Key, ErrValueTooLarge, len(item.Value), MaxValueSize)
+	}
+	secs, ok := ttlSeconds(item.TTL)
+	if !ok {
+		return 0, fmt.Errorf("cachedsql: %s %s %s: %w (%v, want 0 to %v)",
+			backend, op, item.Key, ErrBadTTL, item.TTL, MaxTTL)
+	}
+	return secs, nil
+}
+
+// ttlSeconds rounds ttl up to whole seconds, so that a sub-second TTL still
+// expires (0 would mean never). Above MaxTTL memcached would read the number
+// as an absolute Unix time, so it is refused, as are negative TTLs.
+func ttlSeconds(ttl time.Duration) (int32, bool) {
+	if ttl < 0 || ttl > MaxTTL {
+		return 0, false
+	}
+	return int32((ttl + time.Second - 1) / time.Second), true
+}
