@@ -1,0 +1,107 @@
+package cachedsql
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults applied to the zero values of Config.
+const (
+	DefaultDriver  = "pgx"
+	DefaultTTL     = 10 * time.Minute
+	DefaultMissTTL = time.Minute
+)
+
+// Config configures a caching driver or connector. The zero value is valid:
+// it wraps "pgx" and caches nothing. Register and NewConnector copy the Config
+// and validate the copy once; the caller's value is never written, and later
+// changes to it have no effect.
+type Config struct {
+	// Driver is the name of the registered driver to wrap (Register only;
+	// NewConnector wraps the connector it is given). Default "pgx".
+	Driver string
+
+	// Rules say which tables and keys are cached. Empty: nothing is cached.
+	Rules Rules
+
+	// Cache stores rows and invalidation markers: Memcache in production,
+	// NewMemoryCache for a single process. Nil: nothing is cached (every
+	// statement passes through), with one warning if Rules is not empty.
+	Cache Cache
+
+	// TTL bounds how long a cached row lives, for tables whose rules set no
+	// TTL. Jittered by up to 10% so entries filled together do not expire
+	// together. Default 10m; at most 30 days.
+	TTL time.Duration
+
+	// MissTTL bounds how long a cached "no such row" lives, for tables whose
+	// rules set none. Default 1m; at most 30 days.
+	MissTTL time.Duration
+
+	// Namespace is appended to the default namespace, a hash of the
+	// database's host, port and name, which separates databases sharing one
+	// memcached. Default empty.
+	Namespace string
+
+	// SchemaVersion is part of every key: change it with migrations that
+	// change cached tables, so old entries are never read. Default empty.
+	SchemaVersion string
+
+	// FailOpenWrites commits writes whose invalidation cannot be recorded
+	// (the cache is down), bypassing the cache for the tables they wrote
+	// until their TTL has passed. Default false: such a write is rolled back
+	// with ErrFlushUnavailable.
+	FailOpenWrites bool
+
+	// Logger receives warnings (rule violations, a cache that is down) and
+	// debug lines. Default slog.Default(), looked up when a message is logged.
+	Logger *slog.Logger
+}
+
+// validated returns a deep copy of cfg with defaults applied, or an error
+// wrapping ErrConfig naming the first bad field.
+func (cfg Config) validated() (Config, error) {
+	out := cfg
+	out.Rules = cfg.Rules.clone()
+	if out.Driver == "" {
+		out.Driver = DefaultDriver
+	}
+	if err := checkTTL("TTL", out.TTL); err != nil {
+		return Config{}, err
+	}
+	if err := checkTTL("MissTTL", out.MissTTL); err != nil {
+		return Config{}, err
+	}
+	if out.TTL == 0 {
+		out.TTL = DefaultTTL
+	}
+	if out.MissTTL == 0 {
+		out.MissTTL = DefaultMissTTL
+	}
+	if err := out.Rules.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if v, ok := out.Cache.(interface{ validate() error }); ok {
+		if err := v.validate(); err != nil {
+			return Config{}, fmt.Errorf("%w: Cache: %w", ErrConfig, err)
+		}
+	}
+	return out, nil
+}
+
+func checkTTL(field string, d time.Duration) error {
+	if d < 0 || d > MaxTTL {
+		return fmt.Errorf("%w: %s %v out of range [0, 720h]: memcached reads longer expirations as absolute times", ErrConfig, field, d)
+	}
+	return nil
+}
+
+// logger returns the configured logger, or the process default at the time
+// of the call, so slog.SetDefault after Open still takes effect.
+func (cfg *Config) logger() *slog.Logger {
+	if cfg.Logger != nil {
+		return cfg.Logger
+	}
+	return slog.Default()
+}
