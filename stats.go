@@ -12,6 +12,10 @@ type Stats struct {
 	// PassThroughs counts statements sent to the database untouched, with
 	// no cache involved.
 	PassThroughs uint64
+	// CacheErrors counts cache operations that failed or timed out.
+	CacheErrors uint64
+	// BreakerTrips counts the times the cache circuit breaker opened.
+	BreakerTrips uint64
 }
 
 // counters are the live values behind Stats. Each field is updated with
@@ -20,6 +24,8 @@ type counters struct {
 	queries      atomic.Uint64
 	execs        atomic.Uint64
 	passThroughs atomic.Uint64
+	cacheErrors  atomic.Uint64
+	breakerTrips atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -27,5 +33,7 @@ func (c *counters) snapshot() Stats {
 		Queries:      c.queries.Load(),
 		Execs:        c.execs.Load(),
 		PassThroughs: c.passThroughs.Load(),
+		CacheErrors:  c.cacheErrors.Load(),
+		BreakerTrips: c.breakerTrips.Load(),
 	}
 }

@@ -1,0 +1,116 @@
+package cachedsql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// errBreakerOpen is returned without calling the cache while the breaker is
+// open. Callers treat it like any other cache failure.
+var errBreakerOpen = errors.New("cachedsql: cache circuit breaker open")
+
+// Breaker settings: this many consecutive failures open the breaker for
+// breakerCooldown; then one probe is let through, and its outcome closes or
+// reopens it.
+const (
+	breakerThreshold = 5
+	breakerCooldown  = time.Second
+)
+
+// guard bounds every cache operation by a time budget and stops calling a
+// cache that keeps failing, so a dead, slow or black-holed memcached costs a
+// read at most the budget, and nothing once the breaker is open.
+type guard struct {
+	cache  Cache
+	budget time.Duration
+	stats  *counters
+	now    func() time.Time // the clock, replaceable in tests
+
+	// failures counts consecutive failed operations; any success resets it.
+	failures atomic.Int32
+	// openUntil is when the open breaker lets a probe through (UnixNano);
+	// 0 when closed.
+	openUntil atomic.Int64
+	// probing is set while the one probe of a half-open breaker runs.
+	probing atomic.Bool
+}
+
+func newGuard(cache Cache, budget time.Duration, stats *counters) *guard {
+	return &guard{cache: cache, budget: budget, stats: stats, now: time.Now}
+}
+
+// admit reports whether an operation may call the cache, and whether it is
+// the probe of a half-open breaker.
+func (g *guard) admit() (ok, probe bool) {
+	until := g.openUntil.Load()
+	if until == 0 {
+		return true, false
+	}
+	if g.now().UnixNano() < until || !g.probing.CompareAndSwap(false, true) {
+		return false, false
+	}
+	return true, true
+}
+
+// done records an operation's outcome. Answers that are part of the
+// protocol (a miss, a lost add or cas, a refused value) are successes.
+func (g *guard) done(err error, probe bool) {
+	if probe {
+		defer g.probing.Store(false)
+	}
+	if err == nil || errors.Is(err, ErrCacheMiss) || errors.Is(err, ErrNotStored) ||
+		errors.Is(err, ErrCASConflict) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadKey) {
+		g.failures.Store(0)
+		g.openUntil.Store(0)
+		return
+	}
+	g.stats.cacheErrors.Add(1)
+	if g.failures.Add(1) >= breakerThreshold || probe {
+		if g.openUntil.Swap(g.now().Add(breakerCooldown).UnixNano()) == 0 {
+			g.stats.breakerTrips.Add(1)
+		}
+	}
+}
+
+// run calls op under the budget unless the breaker is open.
+func (g *guard) run(ctx context.Context, op func(context.Context) error) error {
+	ok, probe := g.admit()
+	if !ok {
+		return errBreakerOpen
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.budget)
+	err := op(ctx)
+	cancel()
+	g.done(err, probe)
+	return err
+}
+
+func (g *guard) getMulti(ctx context.Context, keys []string) (items map[string]*Item, err error) {
+	err = g.run(ctx, func(ctx context.Context) error {
+		items, err = g.cache.GetMulti(ctx, keys)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cachedsql: cache read: %w", err)
+	}
+	return items, nil
+}
+
+func (g *guard) add(ctx context.Context, item *Item) error {
+	return g.run(ctx, func(ctx context.Context) error { return g.cache.Add(ctx, item) })
+}
+
+func (g *guard) compareAndSwap(ctx context.Context, item *Item) error {
+	return g.run(ctx, func(ctx context.Context) error { return g.cache.CompareAndSwap(ctx, item) })
+}
+
+func (g *guard) set(ctx context.Context, item *Item) error {
+	return g.run(ctx, func(ctx context.Context) error { return g.cache.Set(ctx, item) })
+}
+
+func (g *guard) delete(ctx context.Context, key string) error {
+	return g.run(ctx, func(ctx context.Context) error { return g.cache.Delete(ctx, key) })
+}
