@@ -1,0 +1,45 @@
+// Package parser answers, for every SQL statement cachedsql sees, one
+// question: is this a single-row key lookup that may be served from the
+// cache, and if it writes, which tables, rows and keys can it touch?
+//
+// It is a pure package: no database, no cache, no package state, only the
+// standard library. [Parse] never fails; a statement it does not
+// understand is [Unknown], with a reason and a byte position, and the
+// driver treats it as a write of unknown tables (design brief G5: when in
+// doubt, flush more).
+//
+// The package has two layers. [Lex] is a synchronous, zero-copy lexer
+// complete for PostgreSQL's lexical classes plus the MySQL and SQLite
+// differences ([Dialect]). On top of it a recognizer, not a full SQL
+// parser, matches the shapes cachedsql caches or flushes and answers "not
+// mine" for everything else:
+//
+//   - [Lookup]: SELECT from one table whose WHERE is an AND of equalities
+//     pinning columns to parameters or literals, with only IMMUTABLE
+//     functions, operators and casts (see allowlist.go), no joins,
+//     subqueries, aggregates, window functions, locking clauses, OFFSET,
+//     DISTINCT ON, GROUP BY, set operations, and LIMIT 1 if any LIMIT.
+//     Whether the pinned columns cover a declared key is for the driver to
+//     decide: it knows the rules.
+//   - [Write]: INSERT, UPDATE, DELETE, MERGE, upserts, TRUNCATE, COPY FROM,
+//     CALL, DO, DDL, SELECT INTO, writable WITH queries and EXPLAIN ANALYZE
+//     of any of them, with one [Target] per table written.
+//   - [TxControl], [Session], [OtherRead], [Multi] and [Unknown].
+//
+// # Limits
+//
+// The recognizer reads syntax, not the catalog. Known consequences, all of
+// which the driver must cover with the catalog or accept:
+//
+//   - + and - are allowed in a Lookup although timestamptz + interval is
+//     STABLE; || is refused in PostgreSQL for the same reason.
+//   - A cast of a column to a text type is refused (timestamptz::text is
+//     STABLE), a cast of a parameter or literal to it is allowed.
+//   - A function whose name is on the allowlist but which a user has
+//     shadowed in a schema earlier on search_path is taken for the
+//     built-in; sessions that change search_path bypass the cache anyway.
+//   - A plain EXPLAIN of a write is Session: it plans the write, runs
+//     nothing.
+//   - Functions lists the calls found in the clauses the recognizer reads;
+//     for Unknown statements it may be incomplete.
+package parser
