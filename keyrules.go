@@ -134,7 +134,28 @@ func (e *RulesError) Error() string {
 func (e *RulesError) Is(target error) bool { return target == ErrConfig }
 
 // LoadRules reads and validates a rules file. Errors name the file and the
-// line.
+// line. The format (every field optional except keys; the Go fields
+// document the defaults):
+//
+//	ttl: 10m              # Rules.TTL: default TTL of every table
+//	miss_ttl: 1m          # Rules.MissTTL
+//	tables:
+//	  users:
+//	    keys: [[id], [email], [org_id, slug]]   # primary key first, then natural keys
+//	    normalize: {email: lower}               # citext, unique lower(email) index
+//	    ttl: 5m
+//	    miss_ttl: 30s
+//	    cache_misses: true                      # false: TableRule.DisableMissCache
+//	    mode: cache                             # or flush_only
+//	    flush_with: [orgs]                      # orgs rows cascade into users
+//	  billing.invoices:
+//	    keys: [[id]]
+//	functions:                                  # called from SELECT, and they write
+//	  create_user: [users]
+//
+// Durations are Go durations (90s, 10m, 1h30m). Unknown fields are errors,
+// at every level, so a typo cannot silently disable a rule. Anchors and
+// aliases work; merge keys (<<) do not.
 func LoadRules(path string) (Rules, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -148,8 +169,8 @@ func LoadRules(path string) (Rules, error) {
 	return r, err
 }
 
-// ParseRules parses and validates rules in YAML (see the package
-// documentation for the format). An empty document is valid and caches
+// ParseRules parses and validates rules in YAML, in the format LoadRules
+// describes. An empty document is valid and caches
 // nothing. Errors name the line.
 func ParseRules(data []byte) (Rules, error) {
 	var doc yaml.Node
@@ -414,7 +435,7 @@ func (r Rules) validate(lines *ruleLines) error {
 		tl := lines.table(name)
 		id, err := parseIdent(name, 2)
 		if err != nil {
-			return &RulesError{Line: tl.name, Msg: fmt.Sprintf("table %q: %v", name, err)}
+			return &RulesError{Line: tl.name, Where: "table " + strconv.Quote(name), Msg: err.Error()}
 		}
 		if prev, dup := seen[id.String()]; dup {
 			return &RulesError{Line: tl.name, Where: "table " + strconv.Quote(name),
@@ -756,12 +777,11 @@ func splitIdents(s string) ([]string, error) {
 	var cols []string
 	for {
 		s = strings.TrimLeft(s, " ")
-		part, n, err := scanPart(s)
+		_, n, err := scanPart(s)
 		if err != nil {
 			return nil, err
 		}
 		cols = append(cols, s[:n])
-		_ = part
 		s = strings.TrimLeft(s[n:], " ")
 		if s == "" {
 			return cols, nil
