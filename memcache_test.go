@@ -3,6 +3,8 @@ package cachedsql_test
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -261,4 +263,64 @@ func TestMemcacheDroppedAndRefusedConnections(t *testing.T) {
 	if err != nil || m["k"] == nil || string(m["k"].Value) != "v" {
 		t.Fatalf("GetMulti after the server came back = %v, %v; want k = v", m, err)
 	}
+}
+
+// BenchmarkMemcacheGetMulti measures the hit path over loopback: a real
+// memcached when one answers, else the fake. "direct" uses a context that
+// can never be done (no goroutine); "cancellable" one that can.
+func BenchmarkMemcacheGetMulti(b *testing.B) {
+	addr := ""
+	if testenv.InCI() || memcacheUp() {
+		addr = testenv.MemcacheAddr(b)
+	} else {
+		srv, err := fakememcache.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { srv.Close() })
+		addr = srv.Addr()
+	}
+	mc := memcache.New(addr)
+	b.Cleanup(func() { mc.Close() })
+	c := cachedsql.Memcache(mc)
+	keys := []string{"cachedsql-bench-entry", "cachedsql-bench-gen"}
+	for _, k := range keys {
+		if err := c.Set(context.Background(), &cachedsql.Item{Key: k, Value: make([]byte, 300)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for name, ctx := range map[string]context.Context{"direct": context.Background(), "cancellable": cancellable} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := c.GetMulti(ctx, keys)
+				if err != nil || len(m) != 2 {
+					b.Fatalf("GetMulti = %v, %v", m, err)
+				}
+			}
+		})
+	}
+	b.Run("gomemcache", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := mc.GetMulti(keys); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func memcacheUp() bool {
+	addr := os.Getenv("CACHEDSQL_TEST_MEMCACHE")
+	if addr == "" {
+		addr = "127.0.0.1:11211"
+	}
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

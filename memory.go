@@ -92,21 +92,32 @@ func (m *memoryCache) GetMulti(ctx context.Context, keys []string) (map[string]*
 	}
 	now := m.unixSecond()
 	out := make(map[string]*Item, len(keys))
-	var items []Item // allocated on the first hit, for all hits
+	var stack [16]*memEntry
+	hits := stack[:0]
+	total := 0
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, k := range keys {
-		e := m.lookup(k, now)
-		if e == nil {
-			continue
+		if e := m.lookup(k, now); e != nil {
+			hits = append(hits, e)
+			total += len(e.value)
+			m.moveToFront(e)
 		}
-		if items == nil {
-			items = make([]Item, 0, len(keys))
-		}
-		items = append(items, Item{Key: k, Value: clone(e.value), CasID: e.cas})
-		out[k] = &items[len(items)-1]
-		m.moveToFront(e)
 	}
+	if len(hits) == 0 {
+		m.mu.Unlock()
+		return out, nil
+	}
+	// One block for the Items and one for the copied values; each value
+	// is capped so that appending to it cannot reach its neighbour.
+	items := make([]Item, len(hits))
+	buf := make([]byte, total)
+	for i, e := range hits {
+		n := copy(buf, e.value)
+		items[i] = Item{Key: e.key, Value: buf[:n:n], CasID: e.cas}
+		buf = buf[n:]
+		out[e.key] = &items[i]
+	}
+	m.mu.Unlock()
 	return out, nil
 }
 
