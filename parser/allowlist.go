@@ -171,7 +171,7 @@ var reserved = map[string]bool{
 	"natural": true, "not": true, "null": true, "offset": true, "on": true,
 	"only": true, "or": true, "order": true, "outer": true, "primary": true,
 	"references": true, "returning": true, "right": true, "select": true,
-	"set": true, "some": true, "table": true, "then": true, "to": true, "true": true,
+	"some": true, "table": true, "then": true, "to": true, "true": true,
 	"union": true, "unique": true, "using": true, "when": true, "where": true,
 	"window": true, "with": true, "tablesample": true, "lock": true, "straight_join": true,
 	"ilike": true, "like": true, "between": true, "similar": true, "isnull": true,

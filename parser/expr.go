@@ -98,13 +98,15 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 			return p.scanCastCall(i, hi, sc)
 		}
 		st.Functions = appendUnique(st.Functions, name)
-		p.classifyCall(name, t.Pos, sc)
-		end := p.match(j+1, hi)
-		if n := p.tok(end+1, hi); n.is("over") {
-			sc.fail("window function "+name+"()", n.Pos)
-		} else if n.is("filter") || n.is("within") {
+		switch n := p.tok(p.match(j+1, hi)+1, hi); {
+		case n.is("over"):
+			sc.fail("window function "+name+"()", t.Pos)
+		case n.is("filter") || n.is("within"):
 			sc.fail("aggregate "+name+"()", t.Pos)
+		case prev.is("tablesample"):
+			sc.fail("TABLESAMPLE", prev.Pos)
 		}
+		p.classifyCall(name, t.Pos, sc)
 		return j
 	}
 	if j > i {
@@ -256,7 +258,7 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 			return o, false
 		}
 		if o, ok = p.operand(lo, cc, depth+1); ok {
-			o.wrap = append(o.wrap, p.castText(cc, end, typ))
+			o.wrap = append(o.wrap, p.castText(cc, end))
 		}
 		return o, ok
 	}
@@ -270,7 +272,7 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 				return o, false
 			}
 			if o, ok = p.operand(lo+2, as, depth+1); ok {
-				o.wrap = append(o.wrap, "::"+typ)
+				o.wrap = append(o.wrap, p.castText(as, hi-1))
 			}
 			return o, ok
 		}
@@ -339,13 +341,23 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 	return o, false
 }
 
-// castText renders a cast as "::type", reusing the input when it is
-// written that way already.
-func (p *parser) castText(cc, end int, typ string) string {
-	if s := p.src[p.toks[cc].Pos:p.toks[end-1].End()]; len(s) == len(typ)+2 && s[2:] == typ {
+// castText renders the cast [cc, end) as "::type" with its modifiers,
+// "::numeric(10,2)", folded and without spaces. It reuses the input when
+// it is written that way already, so the common "$1::bigint" costs nothing.
+func (p *parser) castText(cc, end int) string {
+	s := p.src[p.toks[cc].Pos:p.toks[end-1].End()]
+	if foldASCII(s) == s && !strings.ContainsAny(s, " \t\r\n\f\v\"") {
 		return s
 	}
-	return "::" + typ
+	var b strings.Builder
+	b.WriteString("::")
+	for i := cc + 1; i < end; i++ {
+		if i > cc+1 && p.toks[i].Kind == Ident && p.toks[i-1].Kind == Ident {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p.toks[i].Name())
+	}
+	return b.String()
 }
 
 // lastTop returns the index of the last top-level op token in [lo, hi),

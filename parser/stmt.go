@@ -81,6 +81,9 @@ func (p *parser) stmt(st *Statement, lo, hi int) {
 			return
 		case t.Param == 0 && p.d == MySQL && t.Text[0] == '@':
 			// a MySQL user or system variable, not a parameter
+		case t.Param == 0 && t.Text[0] == '$' && p.d == Postgres:
+			p.unknown(st, "parameter $0: indices start at 1", t.Pos)
+			return
 		case t.Param == 0:
 			p.unknown(st, "named parameter "+t.Text+" (the driver binds by position)", t.Pos)
 			return
@@ -93,7 +96,7 @@ func (p *parser) stmt(st *Statement, lo, hi int) {
 
 func (p *parser) unknown(st *Statement, reason string, pos int) {
 	st.Kind, st.Reason, st.ReasonPos = Unknown, reason, pos
-	st.Lookup, st.Targets, st.Tx, st.Session = nil, nil, nil, nil
+	st.Lookup, st.Targets, st.Tx, st.Session, st.CTEReads = nil, nil, nil, nil, false
 }
 
 func (p *parser) otherRead(st *Statement, reason string, pos int) {

@@ -89,8 +89,16 @@ func (p *parser) whereClause(st *Statement, tg *Target, k, e int) {
 		return
 	}
 	w := p.where(lo, e)
-	tg.Pinned = w.pinned
 	tg.PureKeyWhere = len(w.extra) == 0 && w.twice == "" && len(w.pinned) > 0
+	// Keep only equalities on the target's own columns: with USING or FROM
+	// an unqualified column may belong to another table.
+	for _, eq := range w.pinned {
+		if eq.Table == "" && len(tg.From) == 0 || eq.Table != "" && (eq.Table == tg.Table || eq.Table == tg.Alias) {
+			tg.Pinned = append(tg.Pinned, eq)
+		} else {
+			tg.PureKeyWhere = false
+		}
+	}
 }
 
 // assignments parses "a = x, (b, c) = (y, z)" in [lo, hi).
