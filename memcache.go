@@ -47,16 +47,12 @@ type memcacheCache struct {
 	c *memcache.Client
 }
 
-// checkCache reports a Cache that cannot work whatever the server does: nil,
-// or built by Memcache(nil). Configuration validation calls it.
+// checkCache reports a Cache that cannot work whatever the server does:
+// one built by Memcache(nil). A nil Cache is not an error here: Config reads
+// it as "cache nothing". Configuration validation calls it.
 func checkCache(c Cache) error {
-	switch c := c.(type) {
-	case nil:
-		return errors.New("cachedsql: nil Cache")
-	case *memcacheCache:
-		if c == nil || c.c == nil {
-			return ErrNilClient
-		}
+	if m, ok := c.(*memcacheCache); ok && (m == nil || m.c == nil) {
+		return ErrNilClient
 	}
 	return nil
 }

@@ -33,7 +33,11 @@ func TestMemcacheFakeServer(t *testing.T) {
 	srv := fakememcache.Start(t)
 	cachetest.Run(t, func(t *testing.T) cachedsql.Cache {
 		return cachedsql.Memcache(newClient(t, srv.Addr()))
-	})
+	}, cachetest.Evict(func(t *testing.T, _ cachedsql.Cache, key string) {
+		if !srv.Evict(key) {
+			t.Fatalf("Evict(%q): no such item", key)
+		}
+	}))
 }
 
 func TestMemcacheRealServer(t *testing.T) {

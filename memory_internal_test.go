@@ -272,3 +272,14 @@ func TestMemoryGetMultiAllocs(t *testing.T) {
 		t.Errorf("GetMulti of %d hits: %v allocations; want <= 4", len(keys), allocs)
 	}
 }
+
+func TestCheckCache(t *testing.T) {
+	if err := checkCache(Memcache(nil)); !errors.Is(err, ErrNilClient) {
+		t.Errorf("checkCache(Memcache(nil)) = %v; want ErrNilClient", err)
+	}
+	for _, c := range []Cache{nil, NewMemoryCache(0)} {
+		if err := checkCache(c); err != nil {
+			t.Errorf("checkCache(%T) = %v; want nil", c, err)
+		}
+	}
+}

@@ -196,6 +196,16 @@ func (s *Server) Accepted() int64 {
 	return s.accepted
 }
 
+// Evict removes key as memcached's LRU would: behind the clients' backs.
+// It reports whether there was an item.
+func (s *Server) Evict(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.items[key]
+	delete(s.items, key)
+	return ok
+}
+
 // Len returns how many items are stored, expired ones included.
 func (s *Server) Len() int {
 	s.mu.Lock()
