@@ -11,6 +11,9 @@ const (
 	DefaultDriver  = "pgx"
 	DefaultTTL     = 10 * time.Minute
 	DefaultMissTTL = time.Minute
+
+	DefaultCacheTimeout = 50 * time.Millisecond
+	DefaultLeaseWait    = 50 * time.Millisecond
 )
 
 // Config configures a caching driver or connector. The zero value is valid:
@@ -54,6 +57,16 @@ type Config struct {
 	// with ErrFlushUnavailable.
 	FailOpenWrites bool
 
+	// CacheTimeout bounds each cache operation of a read, so a slow or
+	// black-holed cache costs a read at most this much (and nothing once
+	// the circuit breaker opens). Default 50ms.
+	CacheTimeout time.Duration
+
+	// LeaseWait bounds how long a read waits for another process's fill
+	// or a writer's commit before it reads the database without filling.
+	// Default 50ms.
+	LeaseWait time.Duration
+
 	// Logger receives warnings (rule violations, a cache that is down) and
 	// debug lines. Default slog.Default(), looked up when a message is logged.
 	Logger *slog.Logger
@@ -73,6 +86,9 @@ func (cfg Config) validated() (Config, error) {
 	if err := checkTTL("MissTTL", out.MissTTL); err != nil {
 		return Config{}, err
 	}
+	if out.CacheTimeout < 0 || out.LeaseWait < 0 {
+		return Config{}, fmt.Errorf("%w: CacheTimeout and LeaseWait must not be negative", ErrConfig)
+	}
 	if out.TTL == 0 {
 		out.TTL = DefaultTTL
 	}
@@ -80,7 +96,7 @@ func (cfg Config) validated() (Config, error) {
 		out.MissTTL = DefaultMissTTL
 	}
 	if err := out.Rules.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+		return Config{}, err // a *RulesError, which matches ErrConfig
 	}
 	if v, ok := out.Cache.(interface{ validate() error }); ok {
 		if err := v.validate(); err != nil {
@@ -95,6 +111,20 @@ func checkTTL(field string, d time.Duration) error {
 		return fmt.Errorf("%w: %s %v out of range [0, 720h]: memcached reads longer expirations as absolute times", ErrConfig, field, d)
 	}
 	return nil
+}
+
+func (cfg *Config) cacheTimeout() time.Duration {
+	if cfg.CacheTimeout == 0 {
+		return DefaultCacheTimeout
+	}
+	return cfg.CacheTimeout
+}
+
+func (cfg *Config) leaseWait() time.Duration {
+	if cfg.LeaseWait == 0 {
+		return DefaultLeaseWait
+	}
+	return cfg.LeaseWait
 }
 
 // logger returns the configured logger, or the process default at the time

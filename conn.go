@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+
+	"github.com/cachedsql/cachedsql/parser"
 )
 
 // conn wraps one connection of the wrapped driver. database/sql uses a
@@ -11,6 +13,7 @@ import (
 type conn struct {
 	inner driver.Conn
 	cn    *Connector
+	pl    *planner // nil without a cache: everything passes through
 
 	// The wrapped connection's optional interfaces, looked up once.
 	execer   driver.ExecerContext
@@ -24,10 +27,17 @@ type conn struct {
 	legacyQueryer driver.Queryer
 
 	tx *tx // the open transaction, if any
+
+	// textTx is set while a transaction begun with SQL text (BEGIN) is open.
+	textTx bool
+	// sessionChanged is set once the session ran something that changes
+	// how names or rows resolve (SET search_path, SET ROLE, ...): from
+	// then on this connection never uses the cache.
+	sessionChanged bool
 }
 
-func newConn(inner driver.Conn, cn *Connector) driver.Conn {
-	c := &conn{inner: inner, cn: cn}
+func newConn(inner driver.Conn, cn *Connector, pl *planner) driver.Conn {
+	c := &conn{inner: inner, cn: cn, pl: pl}
 	c.execer, _ = inner.(driver.ExecerContext)
 	c.queryer, _ = inner.(driver.QueryerContext)
 	c.preparer, _ = inner.(driver.ConnPrepareContext)
@@ -53,6 +63,16 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 // PrepareContext follows database/sql's ctxDriverPrepare when the wrapped
 // connection lacks ConnPrepareContext.
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	var p *plan
+	if c.pl != nil {
+		p = c.pl.plan(query) // observed when it runs, not when prepared
+	}
+	if p != nil && p.lookup != nil && c.pgxConn() != nil {
+		// A hit needs no database round trip, so the inner statement is
+		// prepared on the first miss. pgx statements have no
+		// ColumnConverter, so the statement's shape is known already.
+		return newLazyStmt(c, query, p), nil
+	}
 	var si driver.Stmt
 	var err error
 	if c.preparer != nil {
@@ -67,7 +87,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if err != nil {
 		return nil, err
 	}
-	return newStmt(c, si, query), nil
+	return newStmt(c, si, query, p), nil
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -77,6 +97,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	}
 	c.cn.driver.stats.execs.Add(1)
 	c.cn.driver.stats.passThroughs.Add(1)
+	c.planOf(query)
 	return c.passExec(ctx, query, args)
 }
 
@@ -85,7 +106,13 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, driver.ErrSkip
 	}
 	c.cn.driver.stats.queries.Add(1)
-	c.cn.driver.stats.passThroughs.Add(1)
+	if p := c.planOf(query); p != nil && p.lookup != nil {
+		if rows, handled, err := c.serveLookup(ctx, p.lookup, query, args, nil); handled {
+			return rows, err
+		}
+	} else {
+		c.cn.driver.stats.passThroughs.Add(1)
+	}
 	return c.passQuery(ctx, query, args)
 }
 
@@ -161,13 +188,69 @@ func (c *conn) Ping(ctx context.Context) error {
 	return c.pinger.Ping(ctx)
 }
 
-// CheckNamedValue defers to the wrapped connection, or to database/sql's
-// default conversion (driver.ErrSkip) when it has no checker.
+// CheckNamedValue is what database/sql calls before ExecContext or
+// QueryContext on the connection. When the wrapped connection has neither
+// Execer nor Queryer, both return driver.ErrSkip and database/sql converts
+// the arguments again for the statement it prepares instead: converting them
+// here would refuse arguments only the statement's checker or
+// ColumnConverter accepts, which database/sql never does for that driver.
+// (A wrapped connection with Execer but no Queryer, or the reverse, still
+// gets its arguments converted twice.)
 func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	if c.execer == nil && c.legacyExecer == nil && c.queryer == nil && c.legacyQueryer == nil {
+		return nil
+	}
+	return c.checkNamedValue(nv)
+}
+
+// checkNamedValue defers to the wrapped connection, or to database/sql's
+// default conversion (driver.ErrSkip) when it has no checker.
+func (c *conn) checkNamedValue(nv *driver.NamedValue) error {
 	if c.checker == nil {
 		return driver.ErrSkip
 	}
 	return c.checker.CheckNamedValue(nv)
+}
+
+// planOf returns the plan of query (nil without a cache) and notes what
+// the statement does to the session's transaction and name resolution.
+func (c *conn) planOf(query string) *plan {
+	if c.pl == nil {
+		return nil
+	}
+	p := c.pl.plan(query)
+	c.observe(p.stmt)
+	return p
+}
+
+// observe tracks transactions begun in SQL text and session changes that
+// make cached rows wrong for this session. It errs towards bypassing.
+func (c *conn) observe(st *parser.Statement) {
+	switch st.Kind {
+	case parser.TxControl:
+		switch st.Tx.Op {
+		case parser.TxBegin:
+			c.textTx = true
+		case parser.TxCommit, parser.TxRollback, parser.TxPrepare:
+			c.textTx = st.Tx.Chain
+		}
+	case parser.Session:
+		if st.Session.Affects&(parser.AffectsSearchPath|parser.AffectsRole|parser.AffectsSessionAuthorization) != 0 {
+			c.sessionChanged = true
+		}
+	case parser.Multi:
+		for i := range st.Parts {
+			c.observe(&st.Parts[i])
+		}
+	case parser.Unknown:
+		// It may be anything, a BEGIN or a SET included.
+		c.sessionChanged = true
+	}
+	for _, f := range st.Functions {
+		if f == "set_config" || f == "pg_catalog.set_config" {
+			c.sessionChanged = true // SELECT set_config('search_path', ...)
+		}
+	}
 }
 
 // resetSession runs when database/sql reuses the connection.

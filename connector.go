@@ -5,6 +5,8 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 )
 
 // Connector is a caching driver.Connector for sql.OpenDB. It wraps another
@@ -13,6 +15,12 @@ type Connector struct {
 	base   driver.Connector
 	driver *Driver // returned by Driver(); owns the counters
 	cfg    Config  // validated copy; never written after construction
+	filler *filler // nil when there is no cache: everything passes through
+
+	// planner holds the catalog, read by the first connection that
+	// succeeds; nil until then, and always nil without a cache.
+	planner atomic.Pointer[planner]
+	loading sync.Mutex // serialises catalog reads, so one connection does it
 }
 
 // NewConnector wraps base, which may come from any driver (pgx's
@@ -32,16 +40,56 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 }
 
 func newConnector(base driver.Connector, d *Driver, cfg Config) *Connector {
-	return &Connector{base: base, driver: d, cfg: cfg}
+	c := &Connector{base: base, driver: d, cfg: cfg}
+	if cfg.Cache != nil && len(cfg.Rules.Tables) > 0 {
+		c.filler = &filler{
+			cache: newGuard(cfg.Cache, cfg.cacheTimeout(), d.stats),
+			stats: d.stats,
+			wait:  cfg.leaseWait(),
+			cfg:   &c.cfg,
+		}
+	}
+	return c
 }
 
-// Connect opens a connection through the wrapped connector.
+// Connect opens a connection through the wrapped connector. The pool's
+// first connection reads the catalog; if the rules do not match the
+// database, Connect fails, naming the table and the problem.
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	inner, err := c.base.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(inner, c), nil
+	pl, err := c.plannerFor(ctx, inner)
+	if err != nil {
+		inner.Close()
+		return nil, err
+	}
+	return newConn(inner, c, pl), nil
+}
+
+// plannerFor returns the pool's planner, reading the catalog through inner
+// if no connection has yet. A failed read is retried by the next Connect.
+func (c *Connector) plannerFor(ctx context.Context, inner driver.Conn) (*planner, error) {
+	if c.filler == nil {
+		return nil, nil
+	}
+	if pl := c.planner.Load(); pl != nil {
+		return pl, nil
+	}
+	c.loading.Lock()
+	defer c.loading.Unlock()
+	if pl := c.planner.Load(); pl != nil {
+		return pl, nil
+	}
+	dialect, _ := detectDialect(inner)
+	cat, err := loadCatalog(ctx, inner, dialect, &c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	pl := newPlanner(cat)
+	c.planner.Store(pl)
+	return pl, nil
 }
 
 // Driver returns the caching driver; its Open wraps the same driver.

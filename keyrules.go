@@ -186,7 +186,7 @@ func ParseRules(data []byte) (Rules, error) {
 		}
 		return Rules{}, &RulesError{Line: extra.Line, Msg: "more than one YAML document"}
 	}
-	var p parser
+	var p rulesReader
 	if len(doc.Content) == 0 {
 		return Rules{}, nil // empty, or only comments
 	}
@@ -795,9 +795,9 @@ func splitIdents(s string) ([]string, error) {
 
 // ---- YAML decoding ----
 
-// parser turns the YAML tree into Rules, recording lines as it goes. It
+// rulesReader turns the YAML tree into Rules, recording lines as it goes. It
 // checks only shape (fields, types, durations); validate does the rest.
-type parser struct {
+type rulesReader struct {
 	lines ruleLines
 }
 
@@ -856,7 +856,7 @@ func unknownField(k *yaml.Node, where string, known ...string) error {
 	return &RulesError{Line: k.Line, Where: where, Msg: fmt.Sprintf("unknown field %q (want one of %s)", k.Value, strings.Join(known, ", "))}
 }
 
-func (p *parser) rules(top *yaml.Node) (Rules, error) {
+func (p *rulesReader) rules(top *yaml.Node) (Rules, error) {
 	if top.Kind != yaml.MappingNode {
 		return Rules{}, &RulesError{Line: top.Line, Msg: fmt.Sprintf("want a mapping with ttl, miss_ttl, tables, functions at top level, got %s", kindName(top))}
 	}
@@ -881,7 +881,7 @@ func (p *parser) rules(top *yaml.Node) (Rules, error) {
 	return r, err
 }
 
-func (p *parser) tables(n *yaml.Node) (map[string]TableRule, error) {
+func (p *rulesReader) tables(n *yaml.Node) (map[string]TableRule, error) {
 	if isNull(n) {
 		return nil, nil
 	}
@@ -901,7 +901,7 @@ func (p *parser) tables(n *yaml.Node) (map[string]TableRule, error) {
 	return tables, err
 }
 
-func (p *parser) table(n *yaml.Node, tl *tableLines, where string) (TableRule, error) {
+func (p *rulesReader) table(n *yaml.Node, tl *tableLines, where string) (TableRule, error) {
 	var t TableRule
 	if isNull(n) {
 		return t, nil // reported as "no keys" by validate
@@ -943,7 +943,7 @@ func (p *parser) table(n *yaml.Node, tl *tableLines, where string) (TableRule, e
 	return t, err
 }
 
-func (p *parser) keys(n *yaml.Node, tl *tableLines, where string) ([][]string, error) {
+func (p *rulesReader) keys(n *yaml.Node, tl *tableLines, where string) ([][]string, error) {
 	if isNull(n) {
 		return nil, nil
 	}
@@ -987,7 +987,7 @@ func normalize(n *yaml.Node, tl *tableLines, where string) (map[string]string, e
 	return m, err
 }
 
-func (p *parser) functions(n *yaml.Node) (map[string][]string, error) {
+func (p *rulesReader) functions(n *yaml.Node) (map[string][]string, error) {
 	if isNull(n) {
 		return nil, nil
 	}

@@ -9,31 +9,100 @@ type Stats struct {
 	Queries uint64
 	// Execs counts statements run for a result (Exec).
 	Execs uint64
-	// PassThroughs counts statements sent to the database untouched, with
-	// no cache involved.
+	// PassThroughs counts statements sent to the database untouched because
+	// they are not cacheable lookups (Bypasses counts cacheable ones that
+	// were not served from the cache).
 	PassThroughs uint64
+
+	// Hits counts lookups served a row from the cache.
+	Hits uint64
+	// NegativeHits counts lookups served a cached "no such row".
+	NegativeHits uint64
+	// Misses counts cacheable lookups that went to the database.
+	Misses uint64
+	// Fills counts results stored in the cache.
+	Fills uint64
+	// FillRacesLost counts fills abandoned because the entry changed
+	// between the read and the store (a flush, or another filler).
+	FillRacesLost uint64
+	// LeaseWaits counts lookups that waited on another filler or writer.
+	LeaseWaits uint64
+	// RuleViolations counts cacheable lookups that returned several rows.
+	RuleViolations uint64
+	// Bypasses counts cacheable lookups sent to the database without the
+	// cache, by reason.
+	Bypasses map[BypassReason]uint64
+
 	// CacheErrors counts cache operations that failed or timed out.
 	CacheErrors uint64
 	// BreakerTrips counts the times the cache circuit breaker opened.
 	BreakerTrips uint64
 }
 
+// BypassReason says why a cacheable lookup did not use the cache.
+type BypassReason string
+
+// Reasons for a bypass.
+const (
+	BypassNoCache     BypassReason = "nocache"     // NoCache(ctx), or Fresh(ctx) which refills
+	BypassTransaction BypassReason = "transaction" // inside a transaction
+	BypassSession     BypassReason = "session"     // the session changed search_path or role
+	BypassArgs        BypassReason = "args"        // an argument could not be canonicalised
+	BypassStandby     BypassReason = "standby"     // the server is a hot standby: read it, never fill
+	BypassUnvalidated BypassReason = "unvalidated" // the catalog could not be read
+)
+
+var bypassReasons = [...]BypassReason{BypassNoCache, BypassTransaction, BypassSession, BypassArgs, BypassStandby, BypassUnvalidated}
+
 // counters are the live values behind Stats. Each field is updated with
 // atomic adds by any connection of the pool and read by Stats.
 type counters struct {
-	queries      atomic.Uint64
-	execs        atomic.Uint64
-	passThroughs atomic.Uint64
-	cacheErrors  atomic.Uint64
-	breakerTrips atomic.Uint64
+	queries        atomic.Uint64
+	execs          atomic.Uint64
+	passThroughs   atomic.Uint64
+	hits           atomic.Uint64
+	negativeHits   atomic.Uint64
+	misses         atomic.Uint64
+	fills          atomic.Uint64
+	fillRacesLost  atomic.Uint64
+	leaseWaits     atomic.Uint64
+	ruleViolations atomic.Uint64
+	bypasses       [len(bypassReasons)]atomic.Uint64
+	cacheErrors    atomic.Uint64
+	breakerTrips   atomic.Uint64
+}
+
+func (c *counters) bypass(r BypassReason) {
+	for i, known := range bypassReasons {
+		if known == r {
+			c.bypasses[i].Add(1)
+			return
+		}
+	}
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{
-		Queries:      c.queries.Load(),
-		Execs:        c.execs.Load(),
-		PassThroughs: c.passThroughs.Load(),
-		CacheErrors:  c.cacheErrors.Load(),
-		BreakerTrips: c.breakerTrips.Load(),
+	s := Stats{
+		Queries:        c.queries.Load(),
+		Execs:          c.execs.Load(),
+		PassThroughs:   c.passThroughs.Load(),
+		Hits:           c.hits.Load(),
+		NegativeHits:   c.negativeHits.Load(),
+		Misses:         c.misses.Load(),
+		Fills:          c.fills.Load(),
+		FillRacesLost:  c.fillRacesLost.Load(),
+		LeaseWaits:     c.leaseWaits.Load(),
+		RuleViolations: c.ruleViolations.Load(),
+		CacheErrors:    c.cacheErrors.Load(),
+		BreakerTrips:   c.breakerTrips.Load(),
 	}
+	for i, r := range bypassReasons {
+		if n := c.bypasses[i].Load(); n > 0 {
+			if s.Bypasses == nil {
+				s.Bypasses = make(map[BypassReason]uint64)
+			}
+			s.Bypasses[r] = n
+		}
+	}
+	return s
 }

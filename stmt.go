@@ -9,8 +9,14 @@ import (
 // used by one goroutine at a time.
 type stmt struct {
 	c     *conn
-	inner driver.Stmt
 	query string
+	plan  *plan // nil without a cache
+
+	// inner is the wrapped statement; nil until first needed for a lazy
+	// statement (a cacheable lookup on pgx), whose NumInput comes from the
+	// parser instead.
+	inner    driver.Stmt
+	numInput int
 
 	// The wrapped statement's optional interfaces, looked up once.
 	execer  driver.StmtExecContext
@@ -18,16 +24,55 @@ type stmt struct {
 	checker driver.NamedValueChecker
 }
 
-func newStmt(c *conn, inner driver.Stmt, query string) driver.Stmt {
-	s := &stmt{c: c, inner: inner, query: query}
-	s.execer, _ = inner.(driver.StmtExecContext)
-	s.queryer, _ = inner.(driver.StmtQueryContext)
-	s.checker, _ = inner.(driver.NamedValueChecker)
+func newStmt(c *conn, inner driver.Stmt, query string, p *plan) driver.Stmt {
+	s := &stmt{c: c, query: query, plan: p}
+	s.setInner(inner)
 	return withStmtExtras(s)
 }
 
-func (s *stmt) Close() error  { return s.inner.Close() }
-func (s *stmt) NumInput() int { return s.inner.NumInput() }
+func newLazyStmt(c *conn, query string, p *plan) driver.Stmt {
+	return &stmt{c: c, query: query, plan: p, numInput: p.stmt.MaxParam}
+}
+
+func (s *stmt) setInner(inner driver.Stmt) {
+	s.inner = inner
+	s.execer, _ = inner.(driver.StmtExecContext)
+	s.queryer, _ = inner.(driver.StmtQueryContext)
+	s.checker, _ = inner.(driver.NamedValueChecker)
+}
+
+// prepared returns the wrapped statement, preparing it on first use.
+func (s *stmt) prepared(ctx context.Context) (driver.Stmt, error) {
+	if s.inner != nil {
+		return s.inner, nil
+	}
+	var si driver.Stmt
+	var err error
+	if s.c.preparer != nil {
+		si, err = s.c.preparer.PrepareContext(ctx, s.query)
+	} else {
+		si, err = s.c.inner.Prepare(s.query)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.setInner(si)
+	return si, nil
+}
+
+func (s *stmt) Close() error {
+	if s.inner == nil {
+		return nil
+	}
+	return s.inner.Close()
+}
+
+func (s *stmt) NumInput() int {
+	if s.inner == nil {
+		return s.numInput
+	}
+	return s.inner.NumInput()
+}
 
 func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
 	return s.ExecContext(context.Background(), valuesToNamedValues(args))
@@ -42,6 +87,13 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	s.c.cn.driver.stats.execs.Add(1)
 	s.c.cn.driver.stats.passThroughs.Add(1)
+	if s.plan != nil {
+		s.c.observe(s.plan.stmt)
+	}
+	si, err := s.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if s.execer != nil {
 		return s.execer.ExecContext(ctx, args)
 	}
@@ -52,13 +104,35 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.inner.Exec(values)
+	return si.Exec(values)
 }
 
-// QueryContext returns the wrapped statement's own rows, unwrapped.
+// QueryContext serves a cacheable lookup like conn.QueryContext does, and
+// otherwise returns the wrapped statement's own rows, unwrapped.
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	s.c.cn.driver.stats.queries.Add(1)
-	s.c.cn.driver.stats.passThroughs.Add(1)
+	if s.plan != nil {
+		s.c.observe(s.plan.stmt)
+		if s.plan.lookup != nil {
+			if rows, handled, err := s.c.serveLookup(ctx, s.plan.lookup, s.query, args, s); handled {
+				return rows, err
+			}
+		} else {
+			s.c.cn.driver.stats.passThroughs.Add(1)
+		}
+	} else {
+		s.c.cn.driver.stats.passThroughs.Add(1)
+	}
+	return s.innerQuery(ctx, args)
+}
+
+// innerQuery runs the wrapped statement, as database/sql's
+// ctxDriverStmtQuery would.
+func (s *stmt) innerQuery(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	si, err := s.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if s.queryer != nil {
 		return s.queryer.QueryContext(ctx, args)
 	}
@@ -69,7 +143,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.inner.Query(values)
+	return si.Query(values)
 }
 
 // CheckNamedValue tries the wrapped statement's checker, then the wrapped
@@ -79,7 +153,7 @@ func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
 	if s.checker != nil {
 		return s.checker.CheckNamedValue(nv)
 	}
-	return s.c.CheckNamedValue(nv)
+	return s.c.checkNamedValue(nv)
 }
 
 func valuesToNamedValues(values []driver.Value) []driver.NamedValue {

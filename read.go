@@ -1,0 +1,168 @@
+package cachedsql
+
+import (
+	"context"
+	"database/sql/driver"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// serveLookup answers a cacheable lookup through the filler. handled is
+// false when the statement must pass through instead (a bypass). si is the
+// prepared statement the query came through, nil for a direct query.
+func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, args []driver.NamedValue, si *stmt) (rows driver.Rows, handled bool, err error) {
+	st := c.cn.driver.stats
+	mode := cacheModeOf(ctx)
+	switch {
+	case mode == modeNoCache:
+		st.bypass(BypassNoCache)
+		return nil, false, nil
+	case c.tx != nil || c.textTx:
+		st.bypass(BypassTransaction)
+		return nil, false, nil
+	case c.sessionChanged:
+		st.bypass(BypassSession)
+		return nil, false, nil
+	}
+	l, ok := c.resolveLookup(lp, args)
+	if !ok {
+		st.bypass(BypassArgs)
+		return nil, false, nil
+	}
+	pc := c.pgxConn()
+	if pc != nil && pc.PgConn().ParameterStatus("in_hot_standby") == "on" {
+		st.bypass(BypassStandby)
+		l.canFill = false
+	}
+	q := func(ctx context.Context) (*result, error) {
+		if pc != nil {
+			return materializePgx(ctx, pc, query, args)
+		}
+		var inner driver.Rows
+		var err error
+		if si != nil {
+			inner, err = si.innerQuery(ctx, args)
+		} else {
+			inner, err = c.passQuery(ctx, query, args)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return materializeRows(inner)
+	}
+	var res *result
+	if mode == modeFresh {
+		res, err = c.cn.filler.readFresh(ctx, l, q)
+	} else {
+		res, err = c.cn.filler.read(ctx, l, q)
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	var m *pgtype.Map
+	if pc != nil {
+		m = pc.TypeMap()
+	}
+	return res.replay(m), true, nil
+}
+
+// resolveLookup turns a plan and its arguments into cache keys; false when
+// an argument cannot be canonicalised (or names pgx options that rewrite
+// the query), so the lookup must pass through.
+func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup, bool) {
+	params, ok := stripPgxOptions(args)
+	if !ok {
+		return nil, false
+	}
+	value := func(i int) (any, bool) {
+		if i < 1 || i > len(params) {
+			return nil, false
+		}
+		return params[i-1].Value, true
+	}
+	k := lp.table.keys[lp.key]
+	vals := make([]any, len(lp.args))
+	for i, a := range lp.args {
+		if a.param == 0 {
+			vals[i] = a.literal
+			continue
+		}
+		v, ok := value(a.param)
+		if !ok {
+			return nil, false
+		}
+		vals[i] = v
+	}
+	canon, ok := canonicalKey(k, vals)
+	if !ok {
+		return nil, false
+	}
+	shape := lp.shape
+	if len(lp.extra) > 0 || len(lp.rawParams) > 0 {
+		var b strings.Builder
+		b.WriteString(shape)
+		for _, group := range [2][]int{lp.extra, lp.rawParams} {
+			b.WriteByte('|')
+			for _, i := range group {
+				v, ok := value(i)
+				if !ok {
+					return nil, false
+				}
+				s, ok := canonGeneric(v, false)
+				if !ok && v != nil {
+					return nil, false
+				}
+				if v == nil {
+					s = "null"
+				}
+				b.WriteString(strconv.Itoa(len(s)))
+				b.WriteByte(':')
+				b.WriteString(s)
+			}
+		}
+		shape = b.String()
+	}
+	cat := c.pl.cat
+	ek := entryKey(cat.namespace, lp.table, lp.key, canon)
+	rule := lp.table.rule
+	rules := &c.cn.cfg.Rules
+	missTTL, cacheMisses := rules.missTTL(rule, c.cn.cfg.MissTTL)
+	return &lookup{
+		entryKey:    ek,
+		genKey:      genKey(cat.namespace, lp.table, bucketOf(ek, genBuckets)),
+		shape:       shape,
+		rule:        lp.rule,
+		ttl:         rules.ttl(rule, c.cn.cfg.TTL),
+		missTTL:     missTTL,
+		cacheMisses: cacheMisses,
+		canFill:     true,
+	}, true
+}
+
+// stripPgxOptions drops pgx's leading option arguments (query exec mode,
+// result formats), which pgx removes before binding placeholders. Named
+// arguments and other query rewriters change the statement: ok is false.
+func stripPgxOptions(args []driver.NamedValue) (params []driver.NamedValue, ok bool) {
+	for i, a := range args {
+		switch a.Value.(type) {
+		case pgx.QueryExecMode, pgx.QueryResultFormats, pgx.QueryResultFormatsByOID:
+			continue
+		case pgx.QueryRewriter:
+			return nil, false
+		}
+		return args[i:], true
+	}
+	return nil, true
+}
+
+// pgxConn is the *pgx.Conn under a pgx stdlib connection, or nil.
+func (c *conn) pgxConn() *pgx.Conn {
+	if sc, ok := c.inner.(*stdlib.Conn); ok {
+		return sc.Conn()
+	}
+	return nil
+}
