@@ -1,0 +1,399 @@
+package cachedsql
+
+import (
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// replay returns fresh rows over r for one caller, on a hit and on the miss
+// that filled it alike. Each caller gets its own copy of every value:
+// database/sql hands RawBytes and []byte destinations out to be written.
+//
+// m must be the reading connection's type map for a pgx result (its
+// registered types and the reading process's time.Local are what pgx's own
+// rows would use); with nil, a pgx result decodes with pgx's default map.
+func (r *result) replay(m *pgtype.Map) driver.Rows {
+	if r.codec == codecPgx {
+		if m == nil {
+			m = pgtype.NewMap()
+		}
+		return &pgxRows{res: r, m: m}
+	}
+	g := &genericRows{res: r}
+	if r.ifaces&hasColumnScanner != 0 {
+		return withColumnScanner(g)
+	}
+	return g
+}
+
+// pgxRows presents a pgx-codec result exactly as *stdlib.Rows does, and
+// implements exactly its interfaces (not ColumnTypeNullable).
+//
+// Its methods follow github.com/jackc/pgx/v5/stdlib/sql.go, v5.12.0,
+// Copyright (c) 2013-2021 Jack Christensen, MIT License.
+type pgxRows struct {
+	res        *result
+	m          *pgtype.Map
+	next       int      // index of the next row in res.raw
+	cur        [][]byte // the current row, this caller's copy; nil at EOF
+	valueFuncs []rowValueFunc
+
+	columnNames []string
+}
+
+type rowValueFunc func(src []byte) (driver.Value, error)
+
+// advance copies the next row into r.cur, or reports false at the end.
+func (r *pgxRows) advance() bool {
+	if r.next >= len(r.res.raw) {
+		r.cur = nil
+		return false
+	}
+	row := r.res.raw[r.next]
+	r.next++
+	n := 0
+	for _, v := range row {
+		n += len(v.s)
+	}
+	buf := make([]byte, n)
+	cur := make([][]byte, len(row))
+	off := 0
+	for i, v := range row {
+		if v.ok {
+			end := off + copy(buf[off:], v.s)
+			cur[i] = buf[off:end:end]
+			off = end
+		}
+	}
+	r.cur = cur
+	return true
+}
+
+func (r *pgxRows) Columns() []string {
+	if r.columnNames == nil {
+		r.columnNames = make([]string, len(r.res.fields))
+		for i, fd := range r.res.fields {
+			r.columnNames[i] = fd.Name
+		}
+	}
+	return r.columnNames
+}
+
+// ColumnTypeDatabaseTypeName returns the database system type name. If the
+// name is unknown the OID is returned.
+func (r *pgxRows) ColumnTypeDatabaseTypeName(index int) string {
+	if dt, ok := r.m.TypeForOID(r.res.fields[index].DataTypeOID); ok {
+		return strings.ToUpper(dt.Name)
+	}
+	return strconv.FormatInt(int64(r.res.fields[index].DataTypeOID), 10)
+}
+
+const varHeaderSize = 4
+
+func (r *pgxRows) ColumnTypeLength(index int) (int64, bool) {
+	fd := r.res.fields[index]
+	switch fd.DataTypeOID {
+	case pgtype.TextOID, pgtype.ByteaOID:
+		return math.MaxInt64, true
+	case pgtype.VarcharOID, pgtype.BPCharOID:
+		return int64(fd.TypeModifier - varHeaderSize), true
+	case pgtype.VarbitOID:
+		return int64(fd.TypeModifier), true
+	default:
+		return 0, false
+	}
+}
+
+func (r *pgxRows) ColumnTypePrecisionScale(index int) (precision, scale int64, ok bool) {
+	fd := r.res.fields[index]
+	switch fd.DataTypeOID {
+	case pgtype.NumericOID:
+		mod := fd.TypeModifier - varHeaderSize
+		precision = int64((mod >> 16) & 0xffff)
+		scale = int64(mod & 0xffff)
+		return precision, scale, true
+	default:
+		return 0, 0, false
+	}
+}
+
+func (r *pgxRows) ColumnTypeScanType(index int) reflect.Type {
+	switch r.res.fields[index].DataTypeOID {
+	case pgtype.Float8OID:
+		return reflect.TypeFor[float64]()
+	case pgtype.Float4OID:
+		return reflect.TypeFor[float32]()
+	case pgtype.Int8OID:
+		return reflect.TypeFor[int64]()
+	case pgtype.Int4OID:
+		return reflect.TypeFor[int32]()
+	case pgtype.Int2OID:
+		return reflect.TypeFor[int16]()
+	case pgtype.BoolOID:
+		return reflect.TypeFor[bool]()
+	case pgtype.NumericOID:
+		return reflect.TypeFor[float64]()
+	case pgtype.DateOID, pgtype.TimestampOID, pgtype.TimestamptzOID:
+		return reflect.TypeFor[time.Time]()
+	case pgtype.ByteaOID:
+		return reflect.TypeFor[[]byte]()
+	default:
+		return reflect.TypeFor[string]()
+	}
+}
+
+func (r *pgxRows) Close() error {
+	r.next, r.cur = len(r.res.raw), nil
+	return nil
+}
+
+func (r *pgxRows) Next(dest []driver.Value) error {
+	r.initValueFuncs()
+	if !r.advance() {
+		return io.EOF
+	}
+	if len(dest) < len(r.cur) {
+		return errors.New("cachedsql: Next called with too few destinations")
+	}
+	for i, rv := range r.cur {
+		if rv != nil {
+			var err error
+			dest[i], err = r.valueFuncs[i](rv)
+			if err != nil {
+				return fmt.Errorf("convert field %d failed: %w", i, err)
+			}
+		} else {
+			dest[i] = nil
+		}
+	}
+	return nil
+}
+
+// initValueFuncs prepares the database/sql representation of each column,
+// as stdlib.Rows.initValueFuncs does.
+func (r *pgxRows) initValueFuncs() {
+	if r.valueFuncs == nil {
+		r.valueFuncs = pgxValueFuncs(r.m, r.res.fields)
+	}
+}
+
+func pgxValueFuncs(m *pgtype.Map, fields []pgconn.FieldDescription) []rowValueFunc {
+	valueFuncs := make([]rowValueFunc, len(fields))
+	for i, fd := range fields {
+		dataTypeOID := fd.DataTypeOID
+		format := fd.Format
+
+		switch fd.DataTypeOID {
+		case pgtype.BoolOID:
+			var d bool
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return d, err
+			}
+		case pgtype.ByteaOID:
+			var d []byte
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return d, err
+			}
+		case pgtype.CIDOID, pgtype.OIDOID, pgtype.XIDOID:
+			var d pgtype.Uint32
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				if err != nil {
+					return nil, err
+				}
+				return d.Value()
+			}
+		case pgtype.DateOID:
+			var d pgtype.Date
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				if err != nil {
+					return nil, err
+				}
+				return d.Value()
+			}
+		case pgtype.Float4OID:
+			var d float32
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return float64(d), err
+			}
+		case pgtype.Float8OID:
+			var d float64
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return d, err
+			}
+		case pgtype.Int2OID:
+			var d int16
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return int64(d), err
+			}
+		case pgtype.Int4OID:
+			var d int32
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return int64(d), err
+			}
+		case pgtype.Int8OID:
+			var d int64
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return d, err
+			}
+		case pgtype.JSONOID, pgtype.JSONBOID, pgtype.XMLOID:
+			var d []byte
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				if err != nil {
+					return nil, err
+				}
+				return d, nil
+			}
+		case pgtype.TimestampOID:
+			var d pgtype.Timestamp
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				if err != nil {
+					return nil, err
+				}
+				return d.Value()
+			}
+		case pgtype.TimestamptzOID:
+			var d pgtype.Timestamptz
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				if err != nil {
+					return nil, err
+				}
+				return d.Value()
+			}
+		default:
+			var d string
+			scanPlan := m.PlanScan(dataTypeOID, format, &d)
+			valueFuncs[i] = func(src []byte) (driver.Value, error) {
+				err := scanPlan.Scan(src, &d)
+				return d, err
+			}
+		}
+	}
+	return valueFuncs
+}
+
+// genericRows replays a generic-codec result with the answers the wrapped
+// driver's rows gave. It always implements the column-type interfaces:
+// what it recorded for an absent one is database/sql's own default, so
+// ColumnTypes are the same either way.
+type genericRows struct {
+	res     *result
+	next    int            // index of the next row in res.values
+	cur     []driver.Value // the current row, this caller's copy
+	columns []string
+}
+
+// advance copies the next row into g.cur, or reports false at the end.
+func (g *genericRows) advance() bool {
+	if g.next >= len(g.res.values) {
+		g.cur = nil
+		return false
+	}
+	row := g.res.values[g.next]
+	g.next++
+	cur := make([]driver.Value, len(row))
+	for i, v := range row {
+		switch v := v.(type) {
+		case []byte:
+			if v != nil {
+				cur[i] = append(make([]byte, 0, len(v)), v...)
+			} else {
+				cur[i] = v
+			}
+		case bytesValue:
+			cur[i] = []byte(v)
+		default:
+			cur[i] = v
+		}
+	}
+	g.cur = cur
+	return true
+}
+
+// Columns returns this caller's copy: database/sql passes the slice on.
+func (g *genericRows) Columns() []string {
+	if g.columns == nil {
+		g.columns = append(make([]string, 0, len(g.res.columns)), g.res.columns...)
+	}
+	return g.columns
+}
+
+func (g *genericRows) Close() error {
+	g.next, g.cur = len(g.res.values), nil
+	return nil
+}
+
+func (g *genericRows) Next(dest []driver.Value) error {
+	if !g.advance() {
+		return io.EOF
+	}
+	copy(dest, g.cur)
+	return nil
+}
+
+func (g *genericRows) ColumnTypeScanType(i int) reflect.Type {
+	return g.res.meta[i].scanType
+}
+
+func (g *genericRows) ColumnTypeDatabaseTypeName(i int) string {
+	return g.res.meta[i].databaseTypeName
+}
+
+func (g *genericRows) ColumnTypeLength(i int) (int64, bool) {
+	return g.res.meta[i].length, g.res.meta[i].lengthOK
+}
+
+func (g *genericRows) ColumnTypeNullable(i int) (nullable, ok bool) {
+	return g.res.meta[i].nullable, g.res.meta[i].nullableOK
+}
+
+func (g *genericRows) ColumnTypePrecisionScale(i int) (precision, scale int64, ok bool) {
+	m := &g.res.meta[i]
+	return m.precision, m.scale, m.precisionScaleOK
+}
+
+var (
+	_ driver.RowsColumnTypeDatabaseTypeName = (*pgxRows)(nil)
+	_ driver.RowsColumnTypeLength           = (*pgxRows)(nil)
+	_ driver.RowsColumnTypePrecisionScale   = (*pgxRows)(nil)
+	_ driver.RowsColumnTypeScanType         = (*pgxRows)(nil)
+
+	_ driver.RowsColumnTypeDatabaseTypeName = (*genericRows)(nil)
+	_ driver.RowsColumnTypeLength           = (*genericRows)(nil)
+	_ driver.RowsColumnTypeNullable         = (*genericRows)(nil)
+	_ driver.RowsColumnTypePrecisionScale   = (*genericRows)(nil)
+	_ driver.RowsColumnTypeScanType         = (*genericRows)(nil)
+)
