@@ -717,6 +717,11 @@ func fidBodyTypes(t *testing.T, r *fidRun) {
 	}
 	for _, id := range fidTypeRows {
 		r.scanAll(fmt.Sprintf("star/id%d", id), r.q("SELECT * FROM @.types WHERE id = $1"), id)
+		// pgx's leading option arguments pass through database/sql; in the
+		// simple protocol results come back as text, and pgx converts them.
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			r.scanAll(fmt.Sprintf("star/id%d/%s", id, mode), r.q("SELECT * FROM @.types WHERE id = $1"), mode, id)
+		}
 	}
 	// Rows 1, 2 and 5 hold no infinities, which pgx cannot always convert,
 	// so they can be read together.
@@ -789,6 +794,8 @@ func fidBodyExec(t *testing.T, r *fidRun) {
 	r.exec("update2", r.q("UPDATE @.writes SET n = n + 10 WHERE n >= $1"), 2)
 	r.exec("update0", r.q("UPDATE @.writes SET n = 0 WHERE id = $1"), -1)
 	r.exec("delete1", r.q("DELETE FROM @.writes WHERE name = $1"), "d")
+	r.exec("simple", r.q("UPDATE @.writes SET n = n WHERE name = $1"), pgx.QueryExecModeSimpleProtocol, "a")
+	r.exec("multi", r.q("UPDATE @.writes SET n = n WHERE name = 'a'; UPDATE @.writes SET n = n"), pgx.QueryExecModeSimpleProtocol)
 	r.exec("ddl", r.q("CREATE TEMP TABLE fid_tmp (x int)"))
 	r.exec("select", r.q("SELECT * FROM @.writes"))
 	r.exec("empty", "")
