@@ -116,7 +116,7 @@ func fidDiff(want, got *fidRecord) []string {
 	return diffs
 }
 
-var timeType = reflect.TypeFor[time.Time]()
+var fidTimeType = reflect.TypeFor[time.Time]()
 
 // fidEqual is reflect.DeepEqual, except that NaNs of a kind are equal (and
 // 0 and -0 are not), and times are equal when they are the same instant in
@@ -170,7 +170,7 @@ func fidEqualValue(a, b reflect.Value) bool {
 		}
 		return true
 	case reflect.Struct:
-		if a.Type() == timeType && a.CanInterface() {
+		if a.Type() == fidTimeType && a.CanInterface() {
 			ta, tb := a.Interface().(time.Time), b.Interface().(time.Time)
 			return ta.Equal(tb) && ta.Location().String() == tb.Location().String() &&
 				ta.Format(time.RFC3339Nano+" MST") == tb.Format(time.RFC3339Nano+" MST")
