@@ -42,11 +42,18 @@ func withConnExtras(c *conn) driver.Conn {
 	}
 }
 
+// columnConverter is driver.ColumnConverter under another name: an embedded
+// field named ColumnConverter would shadow the method it should promote, and
+// the struct would not implement driver.ColumnConverter.
+type columnConverter interface {
+	ColumnConverter(idx int) driver.ValueConverter
+}
+
 func withStmtExtras(s *stmt) driver.Stmt {
 	if cc, ok := s.inner.(driver.ColumnConverter); ok {
 		return struct {
 			*stmt
-			driver.ColumnConverter
+			columnConverter
 		}{s, cc}
 	}
 	return s
