@@ -98,13 +98,10 @@ func (f Features) String() string {
 // Shapes returns every feature set New accepts for one part of the driver:
 // part is ConnFeatures, StmtFeatures or RowsFeatures.
 func Shapes(part Features) []Features {
-	var out []Features
-	for _, m := range [...]map[Features]bool{connMasks, stmtMasks, rowsMasks} {
-		for f := range m {
-			if f&^part == 0 {
-				out = append(out, f)
-			}
-		}
+	m := map[Features]map[Features]bool{ConnFeatures: connMasks, StmtFeatures: stmtMasks, RowsFeatures: rowsMasks}[part]
+	out := make([]Features, 0, len(m))
+	for f := range m {
+		out = append(out, f)
 	}
 	slices.Sort(out)
 	return out
@@ -231,26 +228,27 @@ type fakeDriver struct{ c *Connector }
 func (d fakeDriver) Open(string) (driver.Conn, error) { return d.c.Connect(context.Background()) }
 
 // conn implements every connection method; the generated shapes expose a
-// subset. connCore carries the methods every driver.Conn has.
+// subset. connCore carries the methods every driver.Conn has; it holds conn
+// in a named field so that it promotes none of conn's methods.
 type conn struct {
 	c *Connector
 }
 
-type connCore struct{ *conn }
+type connCore struct{ x *conn }
 
 func (c connCore) Prepare(query string) (driver.Stmt, error) {
-	c.c.record("Prepare %q", query)
-	return c.prepare(query)
+	c.x.c.record("Prepare %q", query)
+	return c.x.prepare(query)
 }
 
 func (c connCore) Close() error {
-	c.c.record("Conn.Close")
+	c.x.c.record("Conn.Close")
 	return nil
 }
 
 func (c connCore) Begin() (driver.Tx, error) {
-	c.c.record("Begin")
-	return &tx{c: c.c}, nil
+	c.x.c.record("Begin")
+	return &tx{c: c.x.c}, nil
 }
 
 func (c *conn) prepare(query string) (driver.Stmt, error) {
@@ -416,23 +414,23 @@ type stmt struct {
 	numInput int
 }
 
-type stmtCore struct{ *stmt }
+type stmtCore struct{ x *stmt }
 
 func (s stmtCore) Close() error {
-	s.c.c.record("Stmt.Close %q", s.query)
+	s.x.c.c.record("Stmt.Close %q", s.x.query)
 	return nil
 }
 
-func (s stmtCore) NumInput() int { return s.numInput }
+func (s stmtCore) NumInput() int { return s.x.numInput }
 
 func (s stmtCore) Exec(args []driver.Value) (driver.Result, error) {
-	s.c.c.record("Stmt.Exec %q %s", s.query, formatValues(args))
-	return s.c.c.exec(nil, s.query, named(args))
+	s.x.c.c.record("Stmt.Exec %q %s", s.x.query, formatValues(args))
+	return s.x.c.c.exec(nil, s.x.query, named(args))
 }
 
 func (s stmtCore) Query(args []driver.Value) (driver.Rows, error) {
-	s.c.c.record("Stmt.Query %q %s", s.query, formatValues(args))
-	return s.c.c.query(nil, s.query, named(args))
+	s.x.c.c.record("Stmt.Query %q %s", s.x.query, formatValues(args))
+	return s.x.c.c.query(nil, s.x.query, named(args))
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
@@ -472,21 +470,21 @@ type rows struct {
 	pos  int // index of the next row; for ColumnScanner, the current row + 1
 }
 
-type rowsCore struct{ *rows }
+type rowsCore struct{ x *rows }
 
 func (r rowsCore) Columns() []string { return []string{"ordinal", "name", "value"} }
 
 func (r rowsCore) Close() error {
-	r.c.record("Rows.Close")
+	r.x.c.record("Rows.Close")
 	return nil
 }
 
 func (r rowsCore) Next(dest []driver.Value) error {
-	if r.pos >= len(r.data) {
+	if r.x.pos >= len(r.x.data) {
 		return io.EOF
 	}
-	copy(dest, r.data[r.pos])
-	r.pos++
+	copy(dest, r.x.data[r.x.pos])
+	r.x.pos++
 	return nil
 }
 
