@@ -98,10 +98,8 @@ func (cfg Config) validated() (Config, error) {
 	if err := out.Rules.Validate(); err != nil {
 		return Config{}, err // a *RulesError, which matches ErrConfig
 	}
-	if v, ok := out.Cache.(interface{ validate() error }); ok {
-		if err := v.validate(); err != nil {
-			return Config{}, fmt.Errorf("%w: Cache: %w", ErrConfig, err)
-		}
+	if err := checkCache(out.Cache); err != nil {
+		return Config{}, fmt.Errorf("%w: Cache: %w", ErrConfig, err)
 	}
 	return out, nil
 }
