@@ -37,8 +37,9 @@ import (
 // fidVariant is one way of opening the database.
 type fidVariant struct {
 	name string
-	// open returns a pool on dsn; the harness closes it.
-	open func(t *testing.T, dsn string) *sql.DB
+	// open returns a pool on dsn; the harness closes it. schema is the
+	// fixture's, for variants that declare rules on its tables.
+	open func(t *testing.T, dsn, schema string) *sql.DB
 	// pgxConn reaches the *pgx.Conn from what sql.Conn.Raw passes.
 	pgxConn func(driverConn any) (*pgx.Conn, error)
 	// runs is how many times the body runs on one pool (default 1); every
@@ -59,12 +60,9 @@ type fidRun struct {
 	rec     *fidRecord
 }
 
-// table returns the schema-qualified name of a fixture table or type.
-// Queries name the schema explicitly rather than relying on search_path,
-// which cachedsql treats specially.
-func (r *fidRun) table(name string) string { return r.schema + "." + name }
-
-// q replaces every "@." in query with the fixture schema.
+// q replaces every "@." in query with the fixture schema. Queries name the
+// schema explicitly rather than relying on search_path, which cachedsql
+// treats specially.
 func (r *fidRun) q(query string) string { return strings.ReplaceAll(query, "@.", r.schema+".") }
 
 func (r *fidRun) record(key string, v any) { r.rec.add(key, v) }
@@ -571,7 +569,7 @@ func fidVariants() []fidVariant {
 	return []fidVariant{
 		{
 			name: "pgx",
-			open: func(t *testing.T, dsn string) *sql.DB {
+			open: func(t *testing.T, dsn, schema string) *sql.DB {
 				db, err := sql.Open("pgx", dsn)
 				if err != nil {
 					t.Fatal(err)
@@ -588,7 +586,7 @@ func fidVariants() []fidVariant {
 		},
 		{
 			name: "cachedsql/NewConnector",
-			open: func(t *testing.T, dsn string) *sql.DB {
+			open: func(t *testing.T, dsn, schema string) *sql.DB {
 				cfg, err := pgx.ParseConfig(dsn)
 				if err != nil {
 					t.Fatal(err)
@@ -603,7 +601,7 @@ func fidVariants() []fidVariant {
 		},
 		{
 			name: "cachedsql/sql.Open",
-			open: func(t *testing.T, dsn string) *sql.DB {
+			open: func(t *testing.T, dsn, schema string) *sql.DB {
 				db, err := sql.Open(cachedsql.DriverName, dsn)
 				if err != nil {
 					t.Fatal(err)
@@ -634,7 +632,7 @@ func runFidelity(t *testing.T, variants []fidVariant, body fidBody) {
 	for i := range variants {
 		v := &variants[i]
 		runs := max(v.runs, 1)
-		db := v.open(t, dsn)
+		db := v.open(t, dsn, schema)
 		for run := range runs {
 			name := v.name
 			if runs > 1 {
@@ -1125,7 +1123,7 @@ func TestPGFidelityCatchesLossyWrapper(t *testing.T) {
 	variants := fidVariants()
 	lossy := fidVariant{
 		name: "lossy",
-		open: func(t *testing.T, dsn string) *sql.DB {
+		open: func(t *testing.T, dsn, schema string) *sql.DB {
 			cfg, err := pgx.ParseConfig(dsn)
 			if err != nil {
 				t.Fatal(err)
@@ -1136,7 +1134,7 @@ func TestPGFidelityCatchesLossyWrapper(t *testing.T) {
 	}
 	var recs []*fidRecord
 	for _, v := range []fidVariant{variants[0], lossy} {
-		db := v.open(t, dsn)
+		db := v.open(t, dsn, schema)
 		recs = append(recs, fidRunBody(t, v.name, db, schema, &v, fidBodyTypes))
 		db.Close()
 	}
