@@ -1,0 +1,62 @@
+package cachedsql
+
+import (
+	"database/sql/driver"
+	"time"
+)
+
+// Test hooks and accessors for the external test package (cachedsql_test).
+// Nothing here changes behaviour outside tests.
+
+// SetFillHooks installs the filler's test hooks on c: beforeQuery runs in a
+// flight's leader after it holds its lease, before it closes the flight and
+// queries the database; beforeCas runs after the database read, before the
+// cas that stores the result. Either may be nil. Call it before c serves
+// any lookup.
+func SetFillHooks(c *Connector, beforeQuery, beforeCas func(entryKey string)) {
+	if c.filler == nil {
+		panic("SetFillHooks: connector has no cache")
+	}
+	c.filler.hooks = &fillHooks{beforeQuery: beforeQuery, beforeCas: beforeCas}
+}
+
+// LookupKeys returns the entry key and generation key a lookup of query
+// with args would use, as the connector's pool computes them. ok is false
+// when query is not a cacheable lookup or the pool has not read its catalog
+// yet (open one connection first).
+func LookupKeys(c *Connector, query string, args ...any) (entryKey, genKey string, ok bool) {
+	pl := c.planner.Load()
+	if pl == nil {
+		return "", "", false
+	}
+	p := pl.plan(query)
+	if p.lookup == nil {
+		return "", "", false
+	}
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	cn := &conn{cn: c, pl: pl}
+	l, ok := cn.resolveLookup(p.lookup, nv)
+	if !ok {
+		return "", "", false
+	}
+	return l.entryKey, l.genKey, true
+}
+
+// LeaseValue is the value of a lease item held by a filler that is not
+// in this process (a fresh random token).
+func LeaseValue() []byte { return leaseValue(newToken()) }
+
+// GenValue is the value of a generation item holding gen.
+func GenValue(gen string) []byte { return genValue(gen) }
+
+// NewMemoryCacheClock is NewMemoryCache with a replaceable clock, so tests
+// can let items expire without sleeping. now must be safe for concurrent
+// use.
+func NewMemoryCacheClock(maxBytes int64, now func() time.Time) Cache {
+	m := NewMemoryCache(maxBytes).(*memoryCache)
+	m.now = now
+	return m
+}
