@@ -1,0 +1,223 @@
+package cachedsql_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/cachedsql/cachedsql"
+	"github.com/cachedsql/cachedsql/internal/fakememcache"
+	"github.com/cachedsql/cachedsql/internal/testenv"
+)
+
+// G8, reads: with memcached stopped, black-holed, slow or returning
+// garbage, every read succeeds with the database's data, within the
+// database's latency plus one cache budget, and reads are served from the
+// cache again soon after it recovers.
+//
+// The latency bound is checked on p99 over hfFaultReads sequential reads
+// each side: the database's (plain pgx, measured just before) and
+// cachedsql's with the fault. A read may spend at most CacheTimeout on the
+// cache before it goes to the database (and nothing once the breaker is
+// open), so p99(cachedsql) <= p99(database) + CacheTimeout, plus
+// hfFaultSlack for scheduling on a loaded 2-core machine under the race
+// detector. The gomemcache client's own timeout is set far above that
+// (2s), and the slow server's delay too (1s), so a read that the budget
+// does not bound breaks the bound by far more than the slack.
+const (
+	hfFaultReads   = 200
+	hfFaultIDs     = 20
+	hfCacheTimeout = 50 * time.Millisecond
+	hfFaultSlack   = 150 * time.Millisecond
+	hfClientTO     = 2 * time.Second
+)
+
+func TestFaultReads(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	plain := hfPlain(t, dsn)
+	schema := hfSchema(t, plain, hfFaultIDs)
+	query := hfLookup(schema)
+	want := make(map[int64]hfItem)
+	for id := int64(1); id <= hfFaultIDs; id++ {
+		it, err := hfGet(context.Background(), plain, query, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = it
+	}
+
+	cases := []struct {
+		name    string
+		inject  func(t *testing.T, s *fakememcache.Server)
+		recover func(t *testing.T, s *fakememcache.Server)
+		trips   bool // the breaker must open
+		noHits  bool // no read may be served from the cache during the fault
+	}{
+		{
+			name: "stopped",
+			inject: func(t *testing.T, s *fakememcache.Server) {
+				if err := s.Refuse(true); err != nil {
+					t.Fatal(err)
+				}
+			},
+			recover: func(t *testing.T, s *fakememcache.Server) {
+				if err := s.Refuse(false); err != nil {
+					t.Fatal(err)
+				}
+			},
+			trips: true, noHits: true,
+		},
+		{
+			name:    "blackhole",
+			inject:  func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{BlackHole: true}) },
+			recover: func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{}) },
+			trips:   true, noHits: true,
+		},
+		{
+			name:    "slow",
+			inject:  func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{Delay: time.Second}) },
+			recover: func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{}) },
+			noHits:  true,
+		},
+		{
+			name:    "corrupt",
+			inject:  func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{Corrupt: true}) },
+			recover: func(t *testing.T, s *fakememcache.Server) { s.SetFaults(fakememcache.Faults{}) },
+			// Corrupt entries are misses: every read goes to the database.
+			noHits: true,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := fakememcache.Start(t)
+			mc := memcache.New(s.Addr())
+			mc.Timeout = hfClientTO
+			mc.MaxIdleConns = 4
+			db, cn, qc := hfOpen(t, dsn, cachedsql.Config{
+				Rules:        hfRules(schema),
+				Cache:        cachedsql.Memcache(mc),
+				Namespace:    "fault-" + hfRandom(),
+				CacheTimeout: hfCacheTimeout,
+			})
+			ctx := context.Background()
+			read := func(id int64) time.Duration {
+				t.Helper()
+				begin := time.Now()
+				got, err := hfGet(ctx, db, query, id)
+				d := time.Since(begin)
+				if err != nil {
+					t.Fatalf("read %d: %v", id, err)
+				}
+				if got != want[id] {
+					t.Fatalf("read %d: %+v; the database holds %+v", id, got, want[id])
+				}
+				return d
+			}
+			// Warm: every key filled, then served from the cache.
+			for range 2 {
+				for id := int64(1); id <= hfFaultIDs; id++ {
+					read(id)
+				}
+			}
+			if n := qc.count(query); n != hfFaultIDs {
+				t.Fatalf("warming: the database saw %d lookups; want %d", n, hfFaultIDs)
+			}
+
+			dbP99 := hfP99(hfFaultReads, func(i int) time.Duration {
+				id := int64(i%hfFaultIDs + 1)
+				begin := time.Now()
+				if _, err := hfGet(ctx, plain, query, id); err != nil {
+					t.Fatal(err)
+				}
+				return time.Since(begin)
+			})
+
+			c.inject(t, s)
+			before, dbBefore, opsBefore := cn.Stats(), qc.count(query), hfOps(s)
+			var worst time.Duration
+			p99 := hfP99(hfFaultReads, func(i int) time.Duration {
+				d := read(int64(i%hfFaultIDs + 1))
+				worst = max(worst, d)
+				return d
+			})
+			after, dbAfter, opsAfter := cn.Stats(), qc.count(query), hfOps(s)
+			t.Logf("p99: database %v, cachedsql with the cache %s %v (worst %v); bound %v; breaker trips %d, cache errors %d, server saw %d commands",
+				dbP99, c.name, p99, worst, dbP99+hfCacheTimeout+hfFaultSlack,
+				after.BreakerTrips, after.CacheErrors-before.CacheErrors, opsAfter-opsBefore)
+			if p99 > dbP99+hfCacheTimeout+hfFaultSlack {
+				t.Errorf("p99 of reads with the cache %s is %v; want at most the database's p99 %v + CacheTimeout %v (+ %v slack)",
+					c.name, p99, dbP99, hfCacheTimeout, hfFaultSlack)
+			}
+			if c.trips && after.BreakerTrips == 0 {
+				t.Errorf("cache %s: the circuit breaker never opened (cache errors %d)", c.name, after.CacheErrors)
+			}
+			if c.noHits && after.Hits != before.Hits {
+				t.Errorf("cache %s: %d reads were served from the cache", c.name, after.Hits-before.Hits)
+			}
+			if c.noHits && dbAfter-dbBefore != hfFaultReads {
+				t.Errorf("cache %s: the database saw %d lookups; want %d", c.name, dbAfter-dbBefore, hfFaultReads)
+			}
+			if c.name == "blackhole" && opsAfter-opsBefore > 20 {
+				// Once open, the breaker stops calling the cache: a few
+				// failures, then one probe a second.
+				t.Errorf("black hole: the server received %d commands during %d reads; the breaker should have stopped them",
+					opsAfter-opsBefore, hfFaultReads)
+			}
+
+			// Recovery: once the cache is healthy and the breaker's cooldown
+			// has passed, a read is a hit again; after one round that
+			// refills what the fault left behind, the database sees nothing.
+			c.recover(t, s)
+			healed := time.Now()
+			deadline := healed.Add(10 * time.Second)
+			for {
+				h := cn.Stats().Hits
+				read(1)
+				if cn.Stats().Hits > h {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("cache %s: no hit within 10s of recovery (stats %+v)", c.name, cn.Stats())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("first hit %v after recovery", time.Since(healed).Round(time.Millisecond))
+			for id := int64(1); id <= hfFaultIDs; id++ {
+				read(id)
+			}
+			st, n := cn.Stats(), qc.count(query)
+			for id := int64(1); id <= hfFaultIDs; id++ {
+				read(id)
+			}
+			if got := qc.count(query) - n; got != 0 {
+				t.Errorf("cache %s, after recovery: the database saw %d more lookups; want 0", c.name, got)
+			}
+			if got := cn.Stats().Hits - st.Hits; got != hfFaultIDs {
+				t.Errorf("cache %s, after recovery: %d hits in %d reads", c.name, got, hfFaultIDs)
+			}
+		})
+	}
+}
+
+// hfP99 runs f(0..n-1) and returns the 99th percentile of its durations.
+func hfP99(n int, f func(i int) time.Duration) time.Duration {
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		ds[i] = f(i)
+	}
+	slices.Sort(ds)
+	return ds[(n*99+99)/100-1]
+}
+
+// hfOps is how many commands s has received.
+func hfOps(s *fakememcache.Server) int64 {
+	var n int64
+	for _, v := range s.OpCounts() {
+		n += v
+	}
+	return n
+}
+
