@@ -87,7 +87,7 @@ func (c *Connector) plannerFor(ctx context.Context, inner driver.Conn) (*planner
 	if err != nil {
 		return nil, err
 	}
-	pl := newPlanner(cat)
+	pl := newPlanner(cat, &c.cfg.Rules)
 	c.planner.Store(pl)
 	return pl, nil
 }

@@ -18,7 +18,8 @@ const maxPlans = 4096
 type plan struct {
 	stmt   *parser.Statement
 	lookup *lookupPlan // nil: not a cacheable lookup
-	reason string      // why it is not, for debug logs
+	write  *writePlan  // nil: flushes nothing
+	reason string      // why it is not a lookup, for debug logs
 }
 
 // lookupPlan describes a cacheable single-row key lookup.
@@ -47,12 +48,13 @@ type keyArg struct {
 // planner turns statement texts into plans against one pool's catalog.
 type planner struct {
 	cat     *catalog
+	rules   *Rules // the pool's validated rules, for functions and flush_with
 	dialect parser.Dialect
 	plans   *lru[*plan]
 }
 
-func newPlanner(cat *catalog) *planner {
-	return &planner{cat: cat, dialect: cat.dialect, plans: newLRU[*plan](maxPlans)}
+func newPlanner(cat *catalog, rules *Rules) *planner {
+	return &planner{cat: cat, rules: rules, dialect: cat.dialect, plans: newLRU[*plan](maxPlans)}
 }
 
 func (pl *planner) plan(query string) *plan {
@@ -66,7 +68,7 @@ func (pl *planner) plan(query string) *plan {
 
 func (pl *planner) build(query string) *plan {
 	st := parser.Parse(query, pl.dialect)
-	p := &plan{stmt: st}
+	p := &plan{stmt: st, write: pl.planWrite(query, st)}
 	if st.Kind != parser.Lookup {
 		p.reason = st.Kind.String()
 		if st.Reason != "" {
