@@ -3,12 +3,10 @@ package parser
 import "strings"
 
 // exprScan is what scanExpr learns about an expression: the first thing
-// that keeps it out of the cache, and whether that thing makes the whole
-// statement Unknown rather than an OtherRead.
+// that keeps it out of the cache.
 type exprScan struct {
-	reason  string
-	pos     int
-	unknown bool
+	reason string
+	pos    int
 }
 
 func (s *exprScan) fail(reason string, pos int) {
@@ -35,14 +33,7 @@ func (p *parser) scanExpr(st *Statement, lo, hi int, sc *exprScan, params *[]int
 			if t.Text != "(" {
 				continue
 			}
-			n := p.tok(i+1, hi)
-			if p.isDML(i+1, hi) {
-				sc.fail("data-modifying statement inside parentheses", n.Pos)
-				sc.unknown = true
-				if sc.reason != "data-modifying statement inside parentheses" {
-					sc.reason, sc.pos = "data-modifying statement inside parentheses", n.Pos
-				}
-			} else if n.is("select") || n.is("with") || n.is("values") || n.is("table") {
+			if n := p.tok(i+1, hi); n.is("select") || n.is("with") || n.is("values") || n.is("table") {
 				sc.fail("subquery", n.Pos)
 			}
 		case Op:
@@ -97,7 +88,7 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		if j == i && name == "cast" {
 			return p.scanCastCall(i, hi, sc)
 		}
-		st.Functions = appendUnique(st.Functions, name)
+		p.addFunc(st, name)
 		switch n := p.tok(p.match(j+1, hi)+1, hi); {
 		case n.is("over"):
 			sc.fail("window function "+name+"()", t.Pos)
@@ -174,7 +165,7 @@ func (p *parser) typeName(i, hi int) (string, int) {
 	if t.Kind != Ident && t.Kind != QuotedIdent {
 		return "", i
 	}
-	for p.tok(i+1, hi).isPunct(".") { // pg_catalog.int8
+	for p.tok(i+1, hi).isPunct(".") && isName(p.tok(i+2, hi)) { // pg_catalog.int8
 		i += 2
 	}
 	start := i
@@ -210,6 +201,8 @@ func (p *parser) checkCast(typ string, constant bool, pos int, sc *exprScan) {
 		sc.fail("casts to "+typ+", which is not on the immutable allowlist", pos)
 	}
 }
+
+func isName(t Token) bool { return t.Kind == Ident || t.Kind == QuotedIdent }
 
 // isDML reports whether the tokens at i start a data-modifying statement.
 // Keywords that PostgreSQL accepts as column names ("update", "delete")
@@ -302,7 +295,7 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 				return o, false
 			}
 			o.column, o.text = true, t.Name()
-			return o, true
+			return o, o.text != "" // "" is not a valid identifier
 		case Ident:
 			switch name := foldASCII(t.Text); {
 			case name == "true" || name == "false":
@@ -336,7 +329,7 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 			}
 		}
 		o.column, o.text, o.table = true, p.toks[hi-1].Name(), p.toks[hi-3].Name()
-		return o, true
+		return o, o.text != "" && o.table != ""
 	}
 	return o, false
 }
@@ -492,6 +485,9 @@ func (p *parser) equality(lo, hi int) (Equality, bool) {
 	}, true
 }
 
+// maxPinned bounds the equalities collected from one WHERE.
+const maxPinned = 64
+
 // whereInfo is the analysis of a WHERE condition.
 type whereInfo struct {
 	pinned []Equality
@@ -500,12 +496,18 @@ type whereInfo struct {
 	twiceP int
 	in     string // "IN (...)" or "= ANY(...)" if a conjunct is one
 	inPos  int
+
+	malformed bool // an empty conjunct
 }
 
 func (p *parser) where(lo, hi int) whereInfo {
 	var w whereInfo
 	var buf [8][2]int
 	for _, r := range p.conjuncts(lo, hi, 0, buf[:0]) {
+		if r[0] >= r[1] {
+			w.malformed = true // "a = 1 AND", "()": PostgreSQL rejects it
+			continue
+		}
 		e, ok := p.equality(r[0], r[1])
 		if !ok {
 			w.extra = append(w.extra, r)
@@ -514,6 +516,11 @@ func (p *parser) where(lo, hi int) whereInfo {
 					w.in, w.inPos = strings.ToUpper(p.toks[k].Text), p.toks[k].Pos
 				}
 			}
+			continue
+		}
+		if len(w.pinned) >= maxPinned {
+			// No key has this many columns; stay linear on hostile input.
+			w.extra = append(w.extra, r)
 			continue
 		}
 		for _, x := range w.pinned {
@@ -608,7 +615,7 @@ func (p *parser) tableName(i, hi int) (schema, table string, next int, ok bool) 
 		}
 		schema, table, next = table, n.Name(), next+2
 	}
-	return schema, table, next, true
+	return schema, table, next, table != ""
 }
 
 // alias reads an optional "[AS] alias" at i.

@@ -147,15 +147,11 @@ func (p *parser) withStmt(st *Statement, lo, hi, depth int) {
 			}
 			st.Targets = append(st.Targets, sub.Targets...)
 			for _, f := range sub.Functions {
-				st.Functions = appendUnique(st.Functions, f)
+				p.addFunc(st, f)
 			}
 		} else {
 			var sc exprScan
 			p.scanExpr(st, i+1, end, &sc, nil)
-			if sc.unknown {
-				p.unknown(st, sc.reason, sc.pos)
-				return
-			}
 			st.CTEReads = true
 		}
 		i = end + 1

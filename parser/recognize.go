@@ -20,6 +20,9 @@ type parser struct {
 	d      Dialect
 	toks   []Token
 	badPos int // position of the error split reports
+
+	fst   *Statement      // the statement fseen belongs to
+	fseen map[string]bool // st.Functions as a set, once it is long
 }
 
 func (p *parser) parse() *Statement {
@@ -64,7 +67,7 @@ func (p *parser) parse() *Statement {
 			st.MaxParam = ps.MaxParam
 		}
 		for _, f := range ps.Functions {
-			st.Functions = appendUnique(st.Functions, f)
+			p.addFunc(st, f)
 		}
 	}
 	st.Reason = "several statements"

@@ -1,6 +1,9 @@
 package parser
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // selectClauses are the keywords that end one SELECT clause and start the
 // next. All are reserved in PostgreSQL, so they cannot be column names.
@@ -13,10 +16,6 @@ func (p *parser) selectStmt(st *Statement, lo, hi int) {
 	var sc exprScan
 	var extraParams []int
 	p.scanExpr(st, lo+1, hi, &sc, &extraParams)
-	if sc.unknown {
-		p.unknown(st, sc.reason, sc.pos)
-		return
-	}
 	// Clause boundaries.
 	var at [cLock + 1]int
 	for k := range at {
@@ -131,6 +130,9 @@ func (p *parser) selectStmt(st *Statement, lo, hi int) {
 	wlo, whi := at[cWhere]+1, end(cWhere)
 	w := p.where(wlo, whi)
 	switch {
+	case w.malformed || wlo >= whi:
+		p.otherRead(st, "WHERE is malformed", p.toks[at[cWhere]].Pos)
+		return
 	case w.twice != "":
 		p.otherRead(st, "column "+w.twice+" is pinned twice", w.twiceP)
 		return
@@ -174,16 +176,8 @@ func extraParamsOf(all []int, pinned []Equality) []int {
 	if len(all) == 0 {
 		return nil
 	}
-	var out []int
-	for _, x := range all {
-		out = appendInt(out, x)
-	}
-	for a := 1; a < len(out); a++ { // insertion sort: lists are short
-		for b := a; b > 0 && out[b] < out[b-1]; b-- {
-			out[b], out[b-1] = out[b-1], out[b]
-		}
-	}
-	return out
+	slices.Sort(all)
+	return slices.Compact(all)
 }
 
 // Indexes into selectClauses.

@@ -147,7 +147,7 @@ func (p *parser) sessionStmt(st *Statement, lo, hi int) {
 			var sub Statement
 			p.dispatch(&sub, as+1, hi, 1)
 			for _, f := range sub.Functions {
-				st.Functions = appendUnique(st.Functions, f)
+				p.addFunc(st, f)
 			}
 		}
 	case "use":

@@ -70,28 +70,58 @@ func (p *parser) find(i, hi int, kws ...string) int {
 func (p *parser) stmt(st *Statement, lo, hi int) {
 	st.Start, st.End = p.toks[lo].Pos, p.toks[hi-1].End()
 	p.sqlcName(st, lo)
+	bad, badPos := "", 0
 	for i := lo; i < hi; i++ {
 		t := p.toks[i]
 		if t.Kind != Param {
 			continue
 		}
+		st.MaxParam = max(st.MaxParam, t.Param)
 		switch {
+		case bad != "":
 		case t.Param > MaxParam:
-			p.unknown(st, "parameter index "+t.Text+" exceeds 65535", t.Pos)
-			return
+			bad, badPos = "parameter index "+clip(t.Text)+" exceeds 65535", t.Pos
 		case t.Param == 0 && p.d == MySQL && t.Text[0] == '@':
 			// a MySQL user or system variable, not a parameter
 		case t.Param == 0 && t.Text[0] == '$' && p.d == Postgres:
-			p.unknown(st, "parameter $0: indices start at 1", t.Pos)
-			return
+			bad, badPos = "parameter $0: indices start at 1", t.Pos
 		case t.Param == 0:
-			p.unknown(st, "named parameter "+t.Text+" (the driver binds by position)", t.Pos)
-			return
-		case t.Param > st.MaxParam:
-			st.MaxParam = t.Param
+			bad, badPos = "named parameter "+t.Text+" (the driver binds by position)", t.Pos
 		}
 	}
+	if bad != "" {
+		p.unknown(st, bad, badPos)
+		return
+	}
+	if pos := p.nestedDML(lo, hi); pos >= 0 {
+		p.unknown(st, "data-modifying statement inside parentheses", pos)
+		return
+	}
 	p.dispatch(st, lo, hi, 0)
+}
+
+// nestedDML returns the position of a data-modifying statement inside
+// parentheses, other than the body of a top-level WITH query, or -1.
+// PostgreSQL rejects those, but the recognizer must never mistake one for
+// a read.
+func (p *parser) nestedDML(lo, hi int) int {
+	depth := 0
+	for i := lo; i < hi; i++ {
+		t := p.toks[i]
+		switch {
+		case t.isPunct("(") || t.isPunct("["):
+			if p.isDML(i+1, hi) {
+				prev := p.tok(i-1, hi)
+				if depth > 0 || !(prev.is("as") || prev.is("materialized")) {
+					return p.toks[i+1].Pos
+				}
+			}
+			depth++
+		case t.isPunct(")") || t.isPunct("]"):
+			depth--
+		}
+	}
+	return -1
 }
 
 func (p *parser) unknown(st *Statement, reason string, pos int) {
@@ -141,6 +171,10 @@ func (p *parser) sqlcName(st *Statement, lo int) {
 // dispatch classifies [lo, hi) by its first keyword. depth counts the
 // nesting of EXPLAIN and WITH bodies.
 func (p *parser) dispatch(st *Statement, lo, hi, depth int) {
+	if lo >= hi {
+		p.unknown(st, "missing statement", p.endPos(hi))
+		return
+	}
 	if depth > maxDepth {
 		p.unknown(st, "statement nested too deeply", p.toks[lo].Pos)
 		return
@@ -209,10 +243,6 @@ func clip(s string) string {
 func (p *parser) parenQuery(st *Statement, lo, hi int) {
 	var sc exprScan
 	p.scanExpr(st, lo, hi, &sc, nil)
-	if sc.unknown {
-		p.unknown(st, sc.reason, sc.pos)
-		return
-	}
 	t := p.toks[lo]
 	reason := "parenthesised query"
 	switch {
@@ -268,16 +298,26 @@ body:
 	}
 }
 
-func appendUnique(s []string, v string) []string {
-	for _, x := range s {
-		if x == v {
-			return s
+// addFunc records a function name once. Past a few names it keeps a set,
+// so a statement calling thousands of functions stays linear.
+func (p *parser) addFunc(st *Statement, name string) {
+	if len(st.Functions) < 32 {
+		st.Functions = appendUnique(st.Functions, name)
+		return
+	}
+	if p.fst != st {
+		p.fst, p.fseen = st, make(map[string]bool, 64)
+		for _, f := range st.Functions {
+			p.fseen[f] = true
 		}
 	}
-	return append(s, v)
+	if !p.fseen[name] {
+		p.fseen[name] = true
+		st.Functions = append(st.Functions, name)
+	}
 }
 
-func appendInt(s []int, v int) []int {
+func appendUnique(s []string, v string) []string {
 	for _, x := range s {
 		if x == v {
 			return s

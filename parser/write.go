@@ -89,7 +89,7 @@ func (p *parser) whereClause(st *Statement, tg *Target, k, e int) {
 		return
 	}
 	w := p.where(lo, e)
-	tg.PureKeyWhere = len(w.extra) == 0 && w.twice == "" && len(w.pinned) > 0
+	tg.PureKeyWhere = len(w.extra) == 0 && w.twice == "" && len(w.pinned) > 0 && !w.malformed
 	// Keep only equalities on the target's own columns: with USING or FROM
 	// an unqualified column may belong to another table.
 	for _, eq := range w.pinned {
@@ -370,10 +370,6 @@ into:
 		tg.Op = OpInsertSelect
 		var sc exprScan
 		p.scanExpr(st, i, body, &sc, nil)
-		if sc.unknown {
-			p.unknown(st, sc.reason, sc.pos)
-			return false
-		}
 	default:
 		p.unknown(st, "INSERT without VALUES or SELECT", t.Pos)
 		return false
