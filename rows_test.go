@@ -155,7 +155,7 @@ type columnTypeSnapshot struct {
 	Nullable, NullableOK   bool
 }
 
-func snapshot(t *testing.T, db *sql.DB, query string, args ...any) rowSnapshot {
+func snapshotRows(t *testing.T, db *sql.DB, query string, args ...any) rowSnapshot {
 	t.Helper()
 	rows, err := db.Query(query, args...)
 	if err != nil {
@@ -354,7 +354,7 @@ func TestPgxReplayMatchesStdlib(t *testing.T) {
 			{"no columns", `SELECT FROM cachedsql_test_result WHERE id = 1`, nil},
 		} {
 			what := fmt.Sprintf("%s (enum registered: %v)", q.name, register)
-			compareSnapshots(t, what, snapshot(t, direct, q.query, q.args...), snapshot(t, replayed, q.query, q.args...))
+			compareSnapshots(t, what, snapshotRows(t, direct, q.query, q.args...), snapshotRows(t, replayed, q.query, q.args...))
 		}
 		// Errors map the same way.
 		_, errD := direct.Query(`SELECT 1/0`)
