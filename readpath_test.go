@@ -212,6 +212,8 @@ func TestReadPathCachedMisses(t *testing.T) {
 			}
 		}
 		d.wantDB(t, "cache_misses: false, absent row three times", qn, 3)
+		// LeaseWaits 0: the first lookup's lease must not make the
+		// following ones wait for a fill that will never come.
 		d.wantStats(t, "cache_misses: false", before, rpDelta{Misses: 3})
 	})
 }
@@ -598,6 +600,9 @@ func TestReadPathMultiRowKey(t *testing.T) {
 		}
 		if got := after.Hits - before.Hits; got != 0 {
 			t.Errorf("Hits: got %d; want 0", got)
+		}
+		if got := after.LeaseWaits - before.LeaseWaits; got != 0 {
+			t.Errorf("LeaseWaits: got %d; want 0 (a fill that stores nothing must release its lease)", got)
 		}
 		warns := d.logs.matching(slog.LevelWarn, "more than one row")
 		if len(warns) != 1 {
