@@ -57,6 +57,7 @@ type queryFunc func(context.Context) (*result, error)
 // read returns the result of l, from the cache when it can and from the
 // database otherwise. Cache failures never reach the caller.
 func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result, error) {
+	query = f.checkRows(l, query)
 	st, err := f.readCache(ctx, l)
 	if err != nil {
 		f.stats.misses.Add(1)
@@ -64,6 +65,7 @@ func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result,
 	}
 	switch {
 	case st.hit != nil:
+		f.countHit(st.hit)
 		return st.hit, nil
 	case st.state == stateAbsent:
 		return f.lead(ctx, l, st.gen, query)
@@ -76,6 +78,7 @@ func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result,
 // readFresh queries the database whatever the cache holds, then stores the
 // result where the protocol allows (Fresh).
 func (f *filler) readFresh(ctx context.Context, l *lookup, query queryFunc) (*result, error) {
+	query = f.checkRows(l, query)
 	st, err := f.readCache(ctx, l)
 	switch {
 	case err != nil || st.gen == "" || (st.state != stateAbsent && st.state != stateValue):
@@ -115,7 +118,6 @@ func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
 			s.entry = e
 			if r, ok := e.lookup(l.shape); ok {
 				s.hit = r
-				f.countHit(r)
 			}
 		}
 	}
@@ -204,7 +206,16 @@ func (f *filler) fillAbsent(ctx context.Context, l *lookup, gen, flightKey strin
 		f.cache.compareAndSwap(ctx, &Item{Key: l.entryKey, Value: leaseValue(tok), TTL: time.Second, CasID: lease.CasID})
 		return nil, err
 	}
-	f.store(ctx, l, &entry{gen: gen}, res, lease.CasID)
+	if declined := f.store(ctx, l, &entry{gen: gen}, res, lease.CasID); declined {
+		// Nothing to store (several rows, misses not cached, a result
+		// that cannot be cached): left in place, the lease would make
+		// every reader of the key wait for leaseTTL. An entry of this
+		// generation without shapes sends them to the database at once,
+		// and any flush replaces it as it would the lease.
+		if value, err := (&entry{gen: gen}).encode(); err == nil {
+			f.cache.compareAndSwap(ctx, &Item{Key: l.entryKey, Value: value, TTL: leaseTTL, CasID: lease.CasID})
+		}
+	}
 	return res, nil
 }
 
@@ -244,6 +255,7 @@ func (f *filler) waitAndRead(ctx context.Context, l *lookup, query queryFunc) (*
 			break
 		}
 		if st.hit != nil {
+			f.countHit(st.hit)
 			return st.hit, nil
 		}
 		if st.state == stateAbsent && st.gen != "" {
@@ -254,32 +266,46 @@ func (f *filler) waitAndRead(ctx context.Context, l *lookup, query queryFunc) (*
 	return query(ctx)
 }
 
+// checkRows wraps a lookup's database query: a lookup that returns more
+// than one row breaks its rule, whichever path sent it to the database
+// (a fill, a wait that gave up, a failed cache read), so it is reported
+// here, and store refuses to cache it.
+func (f *filler) checkRows(l *lookup, query queryFunc) queryFunc {
+	return func(ctx context.Context) (*result, error) {
+		res, err := query(ctx)
+		if err == nil && res.rowCount() > 1 {
+			f.stats.ruleViolations.Add(1)
+			if _, dup := f.warned.LoadOrStore(l.rule, struct{}{}); !dup {
+				f.cfg.logger().Warn("cachedsql: a cached lookup returned more than one row: the key is not unique; nothing was cached",
+					"rule", l.rule)
+			}
+		}
+		return res, err
+	}
+}
+
 // store writes base plus res over the item read with casID. Losing the
 // cas means a writer or another filler changed the item since: the result
-// is still right for this caller, but it must not be stored.
-func (f *filler) store(ctx context.Context, l *lookup, base *entry, res *result, casID uint64) {
+// is still right for this caller, but it must not be stored. declined
+// reports that nothing was even tried: the item is as it was.
+func (f *filler) store(ctx context.Context, l *lookup, base *entry, res *result, casID uint64) (declined bool) {
 	if res.rowCount() > 1 {
-		f.stats.ruleViolations.Add(1)
-		if _, dup := f.warned.LoadOrStore(l.rule, struct{}{}); !dup {
-			f.cfg.logger().Warn("cachedsql: a cached lookup returned more than one row: the key is not unique; nothing was cached",
-				"rule", l.rule)
-		}
-		return
+		return true // reported by checkRows
 	}
 	if ok, _ := res.cacheable(); !ok {
-		return
+		return true
 	}
 	e := base.with(l.shape, res)
 	ttl := l.ttl
 	if !entryHasRows(e) {
 		if !l.cacheMisses {
-			return
+			return true
 		}
 		ttl = l.missTTL
 	}
 	value, err := e.encode()
 	if err != nil {
-		return
+		return true
 	}
 	if f.hooks != nil && f.hooks.beforeCas != nil {
 		f.hooks.beforeCas(l.entryKey)
@@ -291,6 +317,7 @@ func (f *filler) store(ctx context.Context, l *lookup, base *entry, res *result,
 	case errors.Is(err, ErrCASConflict), errors.Is(err, ErrCacheMiss):
 		f.stats.fillRacesLost.Add(1)
 	}
+	return false
 }
 
 func (f *filler) countHit(r *result) {
