@@ -126,6 +126,7 @@ const (
 // cachedsql does not link SQLite into every program; anything else
 // (go-sqlmock, lib/pq, ...) is PostgreSQL syntax with a generic catalog.
 func detectDialect(inner driver.Conn) (sqlparser.Dialect, catalogSource) {
+	inner = unwrapConn(inner)
 	if _, ok := inner.(*stdlib.Conn); ok {
 		return sqlparser.Postgres, sourcePostgres
 	}
@@ -139,6 +140,24 @@ func detectDialect(inner driver.Conn) (sqlparser.Dialect, catalogSource) {
 		}
 	}
 	return sqlparser.Postgres, sourceGeneric
+}
+
+// unwrapConn sees through connection wrappers below cachedsql that expose
+// the connection they wrap (tracing or counting layers), so the dialect
+// and catalog are the real database's.
+func unwrapConn(c driver.Conn) driver.Conn {
+	for range 8 { // bounded: a wrapper could unwrap to itself
+		u, ok := c.(interface{ Unwrap() driver.Conn })
+		if !ok {
+			return c
+		}
+		next := u.Unwrap()
+		if next == nil {
+			return c
+		}
+		c = next
+	}
+	return c
 }
 
 // loadCatalog reads the catalog through inner, in ctx, for cfg's rules.
@@ -158,9 +177,13 @@ func loadCatalog(ctx context.Context, inner driver.Conn, dialect sqlparser.Diale
 	var err error
 	switch src {
 	case sourcePostgres:
-		identity, err = loadPostgres(ctx, inner.(*stdlib.Conn).Conn(), c, cfg)
+		identity, err = loadPostgres(ctx, unwrapConn(inner).(*stdlib.Conn).Conn(), c, cfg)
 	case sourceSQLite:
-		identity, err = loadSQLite(ctx, inner.(driver.QueryerContext), c, cfg)
+		q, ok := inner.(driver.QueryerContext)
+		if !ok {
+			q = unwrapConn(inner).(driver.QueryerContext)
+		}
+		identity, err = loadSQLite(ctx, q, c, cfg)
 	default:
 		identity = loadGeneric(inner, c, cfg)
 	}
