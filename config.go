@@ -14,6 +14,12 @@ const (
 
 	DefaultCacheTimeout = 50 * time.Millisecond
 	DefaultLeaseWait    = 50 * time.Millisecond
+
+	DefaultFlushTimeout = 250 * time.Millisecond
+	DefaultMarkerTTL    = 10 * time.Second
+	// MinMarkerTTL is the shortest MarkerTTL accepted: memcached expires
+	// items on a one-second clock, so a 1s marker may live almost nothing.
+	MinMarkerTTL = 2 * time.Second
 )
 
 // Config configures a caching driver or connector. The zero value is valid:
@@ -67,6 +73,22 @@ type Config struct {
 	// Default 50ms.
 	LeaseWait time.Duration
 
+	// FlushTimeout bounds the cache side of one write's commit: recording
+	// every key and table it touched before COMMIT (all at once, under this
+	// one deadline), and the first attempt to clear them after. A write
+	// whose flush cannot be recorded in time fails with ErrFlushUnavailable
+	// (see FailOpenWrites). Default 250ms.
+	FlushTimeout time.Duration
+
+	// MarkerTTL is how long a writer's markers (tombstones on keys,
+	// in-flight marks on table generations) live in the cache. Reads of a
+	// marked key or table go to the database without filling until the
+	// writer clears its markers after COMMIT; if it cannot, they expire
+	// after MarkerTTL and force misses. It must exceed the longest COMMIT.
+	// Default 10s; at least 2s (memcached's one-second clock); at most 30
+	// days.
+	MarkerTTL time.Duration
+
 	// Logger receives warnings (rule violations, a cache that is down) and
 	// debug lines. Default slog.Default(), looked up when a message is logged.
 	Logger *slog.Logger
@@ -86,8 +108,11 @@ func (cfg Config) validated() (Config, error) {
 	if err := checkTTL("MissTTL", out.MissTTL); err != nil {
 		return Config{}, err
 	}
-	if out.CacheTimeout < 0 || out.LeaseWait < 0 {
-		return Config{}, fmt.Errorf("%w: CacheTimeout and LeaseWait must not be negative", ErrConfig)
+	if out.CacheTimeout < 0 || out.LeaseWait < 0 || out.FlushTimeout < 0 {
+		return Config{}, fmt.Errorf("%w: CacheTimeout, LeaseWait and FlushTimeout must not be negative", ErrConfig)
+	}
+	if out.MarkerTTL != 0 && (out.MarkerTTL < MinMarkerTTL || out.MarkerTTL > MaxTTL) {
+		return Config{}, fmt.Errorf("%w: MarkerTTL %v out of range [2s, 720h]: memcached expires items on a one-second clock", ErrConfig, out.MarkerTTL)
 	}
 	if out.TTL == 0 {
 		out.TTL = DefaultTTL
@@ -123,6 +148,20 @@ func (cfg *Config) leaseWait() time.Duration {
 		return DefaultLeaseWait
 	}
 	return cfg.LeaseWait
+}
+
+func (cfg *Config) flushTimeout() time.Duration {
+	if cfg.FlushTimeout == 0 {
+		return DefaultFlushTimeout
+	}
+	return cfg.FlushTimeout
+}
+
+func (cfg *Config) markerTTL() time.Duration {
+	if cfg.MarkerTTL == 0 {
+		return DefaultMarkerTTL
+	}
+	return cfg.MarkerTTL
 }
 
 // logger returns the configured logger, or the process default at the time

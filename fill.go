@@ -67,8 +67,8 @@ func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result,
 	case st.hit != nil:
 		f.countHit(st.hit)
 		return st.hit, nil
-	case st.state == stateAbsent:
-		return f.lead(ctx, l, st.gen, query)
+	case st.state == stateAbsent || st.state == stateCleared:
+		return f.lead(ctx, l, st.gen, st.clearedCas(), query)
 	case st.state == stateValue && st.gen != "":
 		return f.refill(ctx, l, st, query)
 	}
@@ -81,11 +81,11 @@ func (f *filler) readFresh(ctx context.Context, l *lookup, query queryFunc) (*re
 	query = f.checkRows(l, query)
 	st, err := f.readCache(ctx, l)
 	switch {
-	case err != nil || st.gen == "" || (st.state != stateAbsent && st.state != stateValue):
+	case err != nil || st.gen == "" || (st.state != stateAbsent && st.state != stateCleared && st.state != stateValue):
 		f.stats.misses.Add(1)
 		return query(ctx)
-	case st.state == stateAbsent:
-		return f.lead(ctx, l, st.gen, query)
+	case st.state == stateAbsent || st.state == stateCleared:
+		return f.lead(ctx, l, st.gen, st.clearedCas(), query)
 	}
 	return f.refill(ctx, l, st, query)
 }
@@ -97,6 +97,15 @@ type snapshot struct {
 	item  *Item
 	entry *entry // the decoded entry if it is of the current generation
 	gen   string // current generation; "" while it is changing
+}
+
+// clearedCas is the cas id a lease must replace: the CLEARED marker's, or
+// 0 when the entry is absent (the lease is added).
+func (s *snapshot) clearedCas() uint64 {
+	if s.state == stateCleared {
+		return s.item.CasID
+	}
+	return 0
 }
 
 func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
@@ -144,17 +153,18 @@ func (f *filler) initGeneration(ctx context.Context, key string) (string, error)
 	return gen, nil
 }
 
-// lead fills an absent entry. In-process callers of one key and shape share
+// lead fills an absent entry, or a CLEARED one (cleared: the marker's cas
+// id; 0 when absent). In-process callers of one key and shape share
 // one flight, closed to new joiners the moment its leader queries the
 // database: a caller arriving later may have seen a write the query did not.
-func (f *filler) lead(ctx context.Context, l *lookup, gen string, query queryFunc) (*result, error) {
+func (f *filler) lead(ctx context.Context, l *lookup, gen string, cleared uint64, query queryFunc) (*result, error) {
 	if !l.canFill || gen == "" {
 		f.stats.misses.Add(1)
 		return query(ctx)
 	}
 	flightKey := l.entryKey + "\x00" + l.shape
 	ch := f.flight.DoChan(flightKey, func() (any, error) {
-		return f.fillAbsent(ctx, l, gen, flightKey, query)
+		return f.fillAbsent(ctx, l, gen, cleared, flightKey, query)
 	})
 	select {
 	case res := <-ch:
@@ -174,12 +184,20 @@ func (f *filler) lead(ctx context.Context, l *lookup, gen string, query queryFun
 	}
 }
 
-// fillAbsent is a flight's leader: lease, query, cas.
-func (f *filler) fillAbsent(ctx context.Context, l *lookup, gen, flightKey string, query queryFunc) (*result, error) {
+// fillAbsent is a flight's leader: lease, query, cas. The lease is added
+// over an absent entry, or swapped by cas for the CLEARED marker read with
+// cas id cleared (never added over it: a writer's tombstone may have
+// replaced it since).
+func (f *filler) fillAbsent(ctx context.Context, l *lookup, gen string, cleared uint64, flightKey string, query queryFunc) (*result, error) {
 	tok := newToken()
-	err := f.cache.add(ctx, &Item{Key: l.entryKey, Value: leaseValue(tok), TTL: leaseTTL})
+	var err error
+	if cleared == 0 {
+		err = f.cache.add(ctx, &Item{Key: l.entryKey, Value: leaseValue(tok), TTL: leaseTTL})
+	} else {
+		err = f.cache.compareAndSwap(ctx, &Item{Key: l.entryKey, Value: leaseValue(tok), TTL: leaseTTL, CasID: cleared})
+	}
 	switch {
-	case errors.Is(err, ErrNotStored):
+	case errors.Is(err, ErrNotStored), errors.Is(err, ErrCASConflict), errors.Is(err, ErrCacheMiss):
 		return nil, errLeaseHeld
 	case err != nil:
 		f.flight.Forget(flightKey)
@@ -258,8 +276,8 @@ func (f *filler) waitAndRead(ctx context.Context, l *lookup, query queryFunc) (*
 			f.countHit(st.hit)
 			return st.hit, nil
 		}
-		if st.state == stateAbsent && st.gen != "" {
-			return f.lead(ctx, l, st.gen, query)
+		if (st.state == stateAbsent || st.state == stateCleared) && st.gen != "" {
+			return f.lead(ctx, l, st.gen, st.clearedCas(), query)
 		}
 	}
 	f.stats.misses.Add(1)

@@ -33,6 +33,18 @@ type Stats struct {
 	// cache, by reason.
 	Bypasses map[BypassReason]uint64
 
+	// Flushes counts entry keys flushed by committed writes and Flush calls.
+	Flushes uint64
+	// TableBumps counts tables whose generation committed writes and Flush
+	// calls changed (each one invalidates every cached row of the table).
+	TableBumps uint64
+	// FlushFailures counts writes whose flush could not be recorded before
+	// COMMIT (ErrFlushUnavailable, or committed under FailOpenWrites), and
+	// clears after COMMIT abandoned until their markers expire.
+	FlushFailures uint64
+	// ReleaseRetries counts background retries of clears after COMMIT.
+	ReleaseRetries uint64
+
 	// CacheErrors counts cache operations that failed or timed out.
 	CacheErrors uint64
 	// BreakerTrips counts the times the cache circuit breaker opened.
@@ -68,6 +80,10 @@ type counters struct {
 	leaseWaits     atomic.Uint64
 	ruleViolations atomic.Uint64
 	bypasses       [len(bypassReasons)]atomic.Uint64
+	flushes        atomic.Uint64
+	tableBumps     atomic.Uint64
+	flushFailures  atomic.Uint64
+	releaseRetries atomic.Uint64
 	cacheErrors    atomic.Uint64
 	breakerTrips   atomic.Uint64
 }
@@ -93,6 +109,10 @@ func (c *counters) snapshot() Stats {
 		FillRacesLost:  c.fillRacesLost.Load(),
 		LeaseWaits:     c.leaseWaits.Load(),
 		RuleViolations: c.ruleViolations.Load(),
+		Flushes:        c.flushes.Load(),
+		TableBumps:     c.tableBumps.Load(),
+		FlushFailures:  c.flushFailures.Load(),
+		ReleaseRetries: c.releaseRetries.Load(),
 		CacheErrors:    c.cacheErrors.Load(),
 		BreakerTrips:   c.breakerTrips.Load(),
 	}
