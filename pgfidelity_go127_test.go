@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/cachedsql/cachedsql"
 )
 
 // As of Go 1.27, database/sql lets a driver's Rows scan columns itself
@@ -103,4 +105,16 @@ func fidDerefs(ps []*string) []fidNilable {
 		}
 	}
 	return out
+}
+
+// TestPGFidelityGo127Cached scans cached rows through the same path.
+func TestPGFidelityGo127Cached(t *testing.T) {
+	var cn *cachedsql.Connector
+	runFidelity(t, []fidVariant{fidVariants()[0], fidCachedVariant(&cn)}, fidBodyColumnScanner)
+	if cn == nil {
+		return
+	}
+	if st := cn.Stats(); st.Hits == 0 {
+		t.Errorf("cache hits: got 0; want some (stats %+v)", st)
+	}
 }

@@ -1236,3 +1236,46 @@ func TestFidEqual(t *testing.T) {
 		t.Errorf("fidDiff: got %d differences %q; want 3 (duplicate c, missing b, extra c)", len(diffs), diffs)
 	}
 }
+
+// fidCachedVariant is cachedsql with an in-process cache and rules on the
+// fixture's tables. Its body runs three times on one pool (cold, then warm)
+// and every run must match pgx. *cn is set to the connector when opened.
+func fidCachedVariant(cn **cachedsql.Connector) fidVariant {
+	return fidVariant{
+		name: "cachedsql/cached",
+		runs: 3,
+		open: func(t *testing.T, dsn, schema string) *sql.DB {
+			cfg, err := pgx.ParseConfig(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := cachedsql.NewConnector(stdlib.GetConnector(*cfg), cachedsql.Config{
+				Cache: cachedsql.NewMemoryCache(0),
+				Rules: cachedsql.Rules{Tables: map[string]cachedsql.TableRule{
+					schema + ".types":  {Keys: [][]string{{"id"}}},
+					schema + ".writes": {Keys: [][]string{{"id"}, {"name"}}},
+				}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			*cn = c
+			return sql.OpenDB(c)
+		},
+		pgxConn: fidInnerPgxConn,
+	}
+}
+
+// TestPGFidelityCached runs the body with reads served from the cache: G1
+// says they must be indistinguishable from pgx's.
+func TestPGFidelityCached(t *testing.T) {
+	var cn *cachedsql.Connector
+	runFidelity(t, []fidVariant{fidVariants()[0], fidCachedVariant(&cn)}, fidBodyAll)
+	if cn == nil {
+		return // skipped or failed before opening
+	}
+	// Without hits, matching pgx would prove nothing about cached reads.
+	if st := cn.Stats(); st.Hits == 0 {
+		t.Errorf("cache hits: got 0; want some (stats %+v)", st)
+	}
+}
