@@ -34,6 +34,9 @@ type conn struct {
 	// how names or rows resolve (SET search_path, SET ROLE, ...): from
 	// then on this connection never uses the cache.
 	sessionChanged bool
+
+	// pending is what the open transaction must flush when it commits.
+	pending *flushSet
 }
 
 func newConn(inner driver.Conn, cn *Connector, pl *planner) driver.Conn {
@@ -63,10 +66,7 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 // PrepareContext follows database/sql's ctxDriverPrepare when the wrapped
 // connection lacks ConnPrepareContext.
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	var p *plan
-	if c.pl != nil {
-		p = c.pl.plan(query) // observed when it runs, not when prepared
-	}
+	p := c.plan(query) // observed when it runs, not when prepared
 	if p != nil && p.lookup != nil && c.pgxConn() != nil {
 		// A hit needs no database round trip, so the inner statement is
 		// prepared on the first miss. pgx statements have no
@@ -96,9 +96,14 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		return nil, driver.ErrSkip
 	}
 	c.cn.driver.stats.execs.Add(1)
-	c.cn.driver.stats.passThroughs.Add(1)
-	c.planOf(query)
-	return c.passExec(ctx, query, args)
+	p := c.plan(query)
+	if p == nil || !p.write.needed() {
+		c.cn.driver.stats.passThroughs.Add(1)
+	}
+	if p == nil {
+		return c.passExec(ctx, query, args)
+	}
+	return c.execPlanned(ctx, p, runner{c: c, query: query, args: args})
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -106,14 +111,12 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, driver.ErrSkip
 	}
 	c.cn.driver.stats.queries.Add(1)
-	if p := c.planOf(query); p != nil && p.lookup != nil {
-		if rows, handled, err := c.serveLookup(ctx, p.lookup, query, args, nil); handled {
-			return rows, err
-		}
-	} else {
+	p := c.plan(query)
+	if p == nil {
 		c.cn.driver.stats.passThroughs.Add(1)
+		return c.passQuery(ctx, query, args)
 	}
-	return c.passQuery(ctx, query, args)
+	return c.queryPlanned(ctx, p, runner{c: c, query: query, args: args})
 }
 
 // passExec sends a statement to the wrapped connection untouched, the way
@@ -212,15 +215,12 @@ func (c *conn) checkNamedValue(nv *driver.NamedValue) error {
 	return c.checker.CheckNamedValue(nv)
 }
 
-// planOf returns the plan of query (nil without a cache) and notes what
-// the statement does to the session's transaction and name resolution.
-func (c *conn) planOf(query string) *plan {
+// plan returns the plan of query, or nil without a cache.
+func (c *conn) plan(query string) *plan {
 	if c.pl == nil {
 		return nil
 	}
-	p := c.pl.plan(query)
-	c.observe(p.stmt)
-	return p
+	return c.pl.plan(query)
 }
 
 // observe tracks transactions begun in SQL text and session changes that
@@ -256,6 +256,7 @@ func (c *conn) observe(st *parser.Statement) {
 // resetSession runs when database/sql reuses the connection.
 func (c *conn) resetSession(ctx context.Context) error {
 	c.tx = nil
+	c.pending = nil
 	return c.inner.(driver.SessionResetter).ResetSession(ctx)
 }
 

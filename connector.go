@@ -15,7 +15,8 @@ type Connector struct {
 	base   driver.Connector
 	driver *Driver // returned by Driver(); owns the counters
 	cfg    Config  // validated copy; never written after construction
-	filler *filler // nil when there is no cache: everything passes through
+	filler  *filler  // nil when there is no cache: everything passes through
+	flusher *flusher // nil exactly when filler is
 
 	// planner holds the catalog, read by the first connection that
 	// succeeds; nil until then, and always nil without a cache.
@@ -42,12 +43,9 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 func newConnector(base driver.Connector, d *Driver, cfg Config) *Connector {
 	c := &Connector{base: base, driver: d, cfg: cfg}
 	if cfg.Cache != nil && len(cfg.Rules.Tables) > 0 {
-		c.filler = &filler{
-			cache: newGuard(cfg.Cache, cfg.cacheTimeout(), d.stats),
-			stats: d.stats,
-			wait:  cfg.leaseWait(),
-			cfg:   &c.cfg,
-		}
+		g := newGuard(cfg.Cache, cfg.cacheTimeout(), d.stats)
+		c.filler = &filler{cache: g, stats: d.stats, wait: cfg.leaseWait(), cfg: &c.cfg}
+		c.flusher = newFlusher(g, d.stats, &c.cfg)
 	}
 	return c
 }

@@ -27,6 +27,9 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 	case c.sessionChanged:
 		st.bypass(BypassSession)
 		return nil, false, nil
+	case c.cn.flusher.bypassed(lp.table.qualified()):
+		st.bypass(BypassFailOpen)
+		return nil, false, nil
 	}
 	l, ok := c.resolveLookup(lp, args)
 	if !ok {

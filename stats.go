@@ -61,10 +61,10 @@ const (
 	BypassSession     BypassReason = "session"     // the session changed search_path or role
 	BypassArgs        BypassReason = "args"        // an argument could not be canonicalised
 	BypassStandby     BypassReason = "standby"     // the server is a hot standby: read it, never fill
-	BypassUnvalidated BypassReason = "unvalidated" // the catalog could not be read
+	BypassFailOpen    BypassReason = "failopen"    // a write committed without a recorded flush (FailOpenWrites)
 )
 
-var bypassReasons = [...]BypassReason{BypassNoCache, BypassTransaction, BypassSession, BypassArgs, BypassStandby, BypassUnvalidated}
+var bypassReasons = [...]BypassReason{BypassNoCache, BypassTransaction, BypassSession, BypassArgs, BypassStandby, BypassFailOpen}
 
 // counters are the live values behind Stats. Each field is updated with
 // atomic adds by any connection of the pool and read by Stats.

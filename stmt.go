@@ -86,10 +86,18 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 // statement lacks StmtExecContext.
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	s.c.cn.driver.stats.execs.Add(1)
-	s.c.cn.driver.stats.passThroughs.Add(1)
-	if s.plan != nil {
-		s.c.observe(s.plan.stmt)
+	if s.plan == nil || !s.plan.write.needed() {
+		s.c.cn.driver.stats.passThroughs.Add(1)
 	}
+	if s.plan != nil {
+		return s.c.execPlanned(ctx, s.plan, runner{c: s.c, si: s, query: s.query, args: args})
+	}
+	return s.innerExec(ctx, args)
+}
+
+// innerExec runs the wrapped statement, as database/sql's
+// ctxDriverStmtExec would.
+func (s *stmt) innerExec(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	si, err := s.prepared(ctx)
 	if err != nil {
 		return nil, err
@@ -111,19 +119,11 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 // otherwise returns the wrapped statement's own rows, unwrapped.
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	s.c.cn.driver.stats.queries.Add(1)
-	if s.plan != nil {
-		s.c.observe(s.plan.stmt)
-		if s.plan.lookup != nil {
-			if rows, handled, err := s.c.serveLookup(ctx, s.plan.lookup, s.query, args, s); handled {
-				return rows, err
-			}
-		} else {
-			s.c.cn.driver.stats.passThroughs.Add(1)
-		}
-	} else {
+	if s.plan == nil {
 		s.c.cn.driver.stats.passThroughs.Add(1)
+		return s.innerQuery(ctx, args)
 	}
-	return s.innerQuery(ctx, args)
+	return s.c.queryPlanned(ctx, s.plan, runner{c: s.c, si: s, query: s.query, args: args})
 }
 
 // innerQuery runs the wrapped statement, as database/sql's
