@@ -12,9 +12,9 @@ import (
 // Connector is a caching driver.Connector for sql.OpenDB. It wraps another
 // connector; it holds the validated Config and the state its pool shares.
 type Connector struct {
-	base   driver.Connector
-	driver *Driver // returned by Driver(); owns the counters
-	cfg    Config  // validated copy; never written after construction
+	base    driver.Connector
+	driver  *Driver  // returned by Driver(); owns the counters
+	cfg     Config   // validated copy; never written after construction
 	filler  *filler  // nil when there is no cache: everything passes through
 	flusher *flusher // nil exactly when filler is
 
