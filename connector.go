@@ -96,6 +96,10 @@ func (c *Connector) Driver() driver.Driver { return c.driver }
 // Close closes the wrapped connector if it is an io.Closer; sql.DB.Close
 // calls it.
 func (c *Connector) Close() error {
+	c.driver.forget(c)
+	if c.flusher != nil {
+		c.flusher.close()
+	}
 	if cl, ok := c.base.(io.Closer); ok {
 		return cl.Close()
 	}

@@ -32,8 +32,9 @@ type Driver struct {
 	cfg   Config    // validated; never written after Register
 	stats *counters // shared by every pool this driver opens
 
-	mu    sync.Mutex    // protects inner
-	inner driver.Driver // the wrapped driver, found at the first Open
+	mu         sync.Mutex    // protects inner and connectors
+	inner      driver.Driver // the wrapped driver, found at the first Open
+	connectors []*Connector  // every pool opened, for the Flush functions
 }
 
 // Register makes a caching driver available to sql.Open under name. It
@@ -114,7 +115,11 @@ func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
 	} else {
 		base = dsnConnector{dsn: dsn, driver: inner}
 	}
-	return newConnector(base, d, cfg), nil
+	c := newConnector(base, d, cfg)
+	d.mu.Lock()
+	d.connectors = append(d.connectors, c)
+	d.mu.Unlock()
+	return c, nil
 }
 
 // Stats returns the counters of every pool opened through this driver.

@@ -197,10 +197,12 @@ func (c *conn) newFlushSet(w *writePlan) *flushSet {
 }
 
 // tableGens names a table and its generation keys, for a bump.
-func (c *conn) tableGens(t *tableInfo) (string, []string) {
+func (c *conn) tableGens(t *tableInfo) (string, []string) { return c.pl.tableGens(t) }
+
+func (pl *planner) tableGens(t *tableInfo) (string, []string) {
 	keys := make([]string, genBuckets)
 	for b := range keys {
-		keys[b] = genKey(c.pl.cat.namespace, t, b)
+		keys[b] = genKey(pl.cat.namespace, t, b)
 	}
 	return t.qualified(), keys
 }
