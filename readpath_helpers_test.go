@@ -158,10 +158,11 @@ func forEachBackend(t *testing.T, body func(t *testing.T, b rpBackend)) {
 // rpDB is a cachedsql pool over pgx with a tracer and a capturing logger.
 type rpDB struct {
 	*sql.DB
-	tr   *rpTracer
-	cn   *cachedsql.Connector
-	logs *rpLogs
-	env  *rpEnv
+	tr    *rpTracer
+	cn    *cachedsql.Connector
+	logs  *rpLogs
+	env   *rpEnv
+	cache cachedsql.Cache
 }
 
 // open opens cachedsql on the env's database with rules (YAML, "@." is
@@ -181,9 +182,10 @@ func (e *rpEnv) open(t *testing.T, b rpBackend, rulesYAML string) *rpDB {
 	logs := &rpLogs{}
 	var nb [8]byte
 	rand.Read(nb[:])
+	cache := b.cache(t)
 	cn, err := cachedsql.NewConnector(stdlib.GetConnector(*pcfg), cachedsql.Config{
 		Rules:     rules,
-		Cache:     b.cache(t),
+		Cache:     cache,
 		Namespace: t.Name() + "-" + hex.EncodeToString(nb[:]),
 		Logger:    slog.New(logs),
 		// Generous: these tests are about what reaches the database, not
@@ -198,7 +200,7 @@ func (e *rpEnv) open(t *testing.T, b rpBackend, rulesYAML string) *rpDB {
 	if err := db.PingContext(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
-	return &rpDB{DB: db, tr: tr, cn: cn, logs: logs, env: e}
+	return &rpDB{DB: db, tr: tr, cn: cn, logs: logs, env: e, cache: cache}
 }
 
 // wantDB fails unless query reached PostgreSQL exactly want times so far.
@@ -209,6 +211,16 @@ func (d *rpDB) wantDB(t *testing.T, what, query string, want int) {
 		t.Errorf("%s: database saw %q %d times; want %d (cache errors %d, breaker trips %d, lease waits %d, races lost %d)",
 			what, query, got, want, st.CacheErrors, st.BreakerTrips, st.LeaseWaits, st.FillRacesLost)
 	}
+}
+
+// entryKey is the cache item a lookup of query with args uses.
+func (d *rpDB) entryKey(t *testing.T, query string, args ...any) string {
+	t.Helper()
+	k, _, ok := cachedsql.LookupKeys(d.cn, query, args...)
+	if !ok {
+		t.Fatalf("%s %v: not a cacheable lookup", query, args)
+	}
+	return k
 }
 
 // rpDelta is the change of the counters the read path moves.

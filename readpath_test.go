@@ -140,11 +140,24 @@ func TestReadPathNaturalAndCompositeKeys(t *testing.T) {
 		d.wantDB(t, "slug, org_id order", q2, 1)
 		d.wantStats(t, "second column order", before, rpDelta{Hits: 1, Misses: 1, Fills: 1})
 
+		// Both orders use one item: dropping it drops both shapes.
+		k1, k2 := d.entryKey(t, q1, 7, "dev"), d.entryKey(t, q2, "dev", 7)
+		if k1 != k2 {
+			t.Fatalf("column orders use entries %q and %q; want one", k1, k2)
+		}
+		if err := d.cache.Delete(ctx, k1); err != nil {
+			t.Fatalf("Delete %s: %v", k1, err)
+		}
+		d.QueryRowContext(ctx, q1, 7, "dev").Scan(&n1)
+		d.QueryRowContext(ctx, q2, "dev", 7).Scan(&n2)
+		d.wantDB(t, "org_id, slug order after the entry was dropped", q1, 2)
+		d.wantDB(t, "slug, org_id order after the entry was dropped", q2, 2)
+
 		// Another org with the same slug is another key.
 		if err := d.QueryRowContext(ctx, q2, "ops", 8).Scan(&n2); err != nil || n2 != "Other ops" {
 			t.Errorf("(8, ops): got %q, %v; want %q", n2, err, "Other ops")
 		}
-		d.wantDB(t, "slug, org_id order, other key", q2, 2)
+		d.wantDB(t, "slug, org_id order, other key", q2, 3)
 	})
 }
 
@@ -183,6 +196,16 @@ func TestReadPathNormalizedKey(t *testing.T) {
 			t.Errorf("email = 'a@x' again: got %+v; want %+v", got, want)
 		}
 		d.wantDB(t, "plain email, 'a@x' again", qp, 2)
+		// Every spelling, with either comparison, is one key: one flush of
+		// the normalised value drops them all.
+		k := d.entryKey(t, ql, "a@x")
+		for _, c := range []struct {
+			q, v string
+		}{{ql, "A@X"}, {qp, "a@x"}, {qp, "A@X"}} {
+			if got := d.entryKey(t, c.q, c.v); got != k {
+				t.Errorf("%s with %q: entry %q; want %q (lower(email) = lower('a@x'))", c.q, c.v, got, k)
+			}
+		}
 	})
 }
 
