@@ -250,7 +250,13 @@ func (f *flusher) protect(ctx context.Context, tok token, s *flushSet) error {
 	err := f.protectAll(ctx, tok, s)
 	if err != nil {
 		f.stats.flushFailures.Add(1)
-		f.releaseAll(ctx, tok, s, false)
+		// Undo in the background: the caller rolls back now, and until the
+		// undo lands (or the markers expire) readers merely miss.
+		f.bg.Add(1)
+		go func() {
+			defer f.bg.Done()
+			f.releaseAll(f.stopCtx, tok, s, false)
+		}()
 	}
 	return err
 }
