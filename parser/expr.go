@@ -214,8 +214,29 @@ func (p *parser) isDML(i, hi int) bool {
 		return n.is("into") || (p.d == MySQL && (n.Kind == Ident || n.Kind == QuotedIdent))
 	case t.is("replace"):
 		return p.d != Postgres && (n.is("into") || n.Kind == Ident || n.Kind == QuotedIdent)
-	case t.is("update") || t.is("delete"):
-		return n.Kind == Ident || n.Kind == QuotedIdent
+	case t.is("update"):
+		// UPDATE [ONLY] name [*] [[AS] alias] SET: a column named update
+		// is followed by an operator or a keyword, never by this.
+		return isName(n) && p.followedBy(i+1, hi, "set")
+	case t.is("delete"):
+		return n.is("from") || p.d == MySQL && isName(n) && p.followedBy(i+1, hi, "from")
+	}
+	return false
+}
+
+// followedBy reports whether keyword kw comes after i within a few tokens
+// that are only names, dots, commas or "*", as in a table reference.
+func (p *parser) followedBy(i, hi int, kw string) bool {
+	for j := i; j < hi && j < i+8; j++ {
+		t := p.toks[j]
+		switch {
+		case t.is(kw):
+			return j > i
+		case isName(t) && !t.is("in") && !t.is("is") && !t.is("between") && !t.is("like") && !t.is("and") && !t.is("or"),
+			t.isPunct("."), t.isPunct(","), t.isPunct("*"):
+		default:
+			return false
+		}
 	}
 	return false
 }
@@ -409,8 +430,9 @@ func (p *parser) splitTop(lo, hi int, out [][2]int) [][2]int {
 }
 
 // conjuncts cuts a condition into its AND-ed parts, looking inside
-// parentheses that enclose a whole part. The AND of "BETWEEN a AND b" is
-// not a conjunction.
+// parentheses that enclose a whole part. OR binds looser than AND, so a
+// top-level OR makes the whole range one part; the AND of "BETWEEN a AND
+// b" and ANDs inside CASE ... END are not conjunctions.
 func (p *parser) conjuncts(lo, hi, depth int, out [][2]int) [][2]int {
 	for lo < hi && p.toks[lo].isPunct("(") && p.match(lo, hi) == hi-1 && depth < maxDepth {
 		lo, hi = lo+1, hi-1
@@ -421,10 +443,12 @@ func (p *parser) conjuncts(lo, hi, depth int, out [][2]int) [][2]int {
 	for j := lo; j < hi; j++ {
 		t := p.toks[j]
 		switch {
-		case t.isPunct("(") || t.isPunct("["):
+		case t.isPunct("(") || t.isPunct("[") || t.is("case"):
 			d++
-		case t.isPunct(")") || t.isPunct("]"):
+		case t.isPunct(")") || t.isPunct("]") || t.is("end"):
 			d--
+		case d == 0 && t.is("or"):
+			return append(out, [2]int{lo, hi})
 		case d == 0 && t.is("between"):
 			between = true
 		case d == 0 && t.is("and"):
@@ -539,11 +563,14 @@ func (p *parser) value(st *Statement, lo, hi int) Value {
 	if hi-lo == 1 && p.toks[lo].is("default") {
 		return Value{Source: SourceDefault, Pos: p.toks[lo].Pos}
 	}
+	var sc exprScan
 	if o, ok := p.operand(lo, hi, 0); ok && !o.column {
+		if o.wrap != nil {
+			p.scanExpr(st, lo, hi, &sc, nil) // record lower() and the like
+		}
 		return Value{Source: o.src, Param: o.param, Literal: o.lit, Text: o.text, Wrap: o.wrap, Pos: o.pos}
 	}
 	v := Value{Source: SourceExpr, Text: p.text(lo, hi), Pos: p.tok(lo, hi).Pos}
-	var sc exprScan
 	p.scanExpr(st, lo, hi, &sc, &v.Params)
 	return v
 }

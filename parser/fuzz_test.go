@@ -194,6 +194,40 @@ func check(t *testing.T, sql string, d Dialect, st *Statement) {
 	}
 }
 
+// updateTarget matches "[ONLY] name [. name] [*] [[AS] alias] SET".
+func updateTarget(toks []Token) bool {
+	i := 0
+	word := func(w string) bool {
+		if i < len(toks) && toks[i].Kind == Ident && strings.EqualFold(toks[i].Text, w) {
+			i++
+			return true
+		}
+		return false
+	}
+	name := func() bool {
+		if i < len(toks) && (toks[i].Kind == Ident || toks[i].Kind == QuotedIdent) && !strings.EqualFold(toks[i].Text, "set") {
+			i++
+			return true
+		}
+		return false
+	}
+	word("only")
+	if !name() {
+		return false
+	}
+	for i+1 < len(toks) && toks[i].Text == "." && name() {
+	}
+	if i < len(toks) && toks[i].Text == "*" {
+		i++
+	}
+	if word("as") {
+		name()
+	} else {
+		name()
+	}
+	return word("set")
+}
+
 // dmlAt finds a data-modifying statement at the start of toks or after
 // "(", spelled as PostgreSQL's grammar requires it (INSERT INTO, UPDATE
 // name, DELETE FROM, MERGE INTO; MySQL and SQLite REPLACE INTO). It is
@@ -215,7 +249,7 @@ func dmlAt(toks []Token, d Dialect) int {
 		case (kw == "insert" || kw == "merge") && nextWord == "into" && next.Kind == Ident,
 			kw == "replace" && d != Postgres && nextWord == "into" && next.Kind == Ident,
 			kw == "delete" && nextWord == "from" && next.Kind == Ident,
-			kw == "update" && (next.Kind == Ident || next.Kind == QuotedIdent) && nextWord != "set":
+			kw == "update" && updateTarget(toks[i+1:]):
 			return i
 		}
 	}

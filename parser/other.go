@@ -138,7 +138,7 @@ func (p *parser) withStmt(st *Statement, lo, hi, depth int) {
 			p.unknown(st, "cannot read WITH query", p.tok(i, hi).Pos)
 			return
 		}
-		if p.isDML(i+1, end) || p.tok(i+1, end).is("insert") || p.tok(i+1, end).is("merge") {
+		if isWriteStart(p.tok(i+1, end)) {
 			var sub Statement
 			p.writeStmt(&sub, i+1, end, true)
 			if sub.Kind != Write {

@@ -402,6 +402,8 @@ func (p *parser) onConflict(st *Statement, tg *Target, k, hi int) {
 				tg.Conflict = append(tg.Conflict, p.toks[c[0]].Name())
 			} else {
 				tg.Conflict = append(tg.Conflict, p.text(c[0], c[1]))
+				var sc exprScan
+				p.scanExpr(st, c[0], c[1], &sc, nil)
 			}
 		}
 		i = end + 1
