@@ -154,6 +154,7 @@ var notCalls = map[string]bool{
 	"end": true, "escape": true, "of": true, "limit": true, "offset": true,
 	"do": true, "update": true, "conflict": true, "key": true, "cube": true,
 	"rollup": true, "sets": true, "interval": true, "symmetric": true, "returns": true,
+	"insert": true, "matched": true, "zone": true,
 }
 
 // reserved are keywords that cannot be a bare alias or a table name, the

@@ -78,8 +78,11 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		if j == i && notCalls[name] {
 			return i
 		}
-		// "t x(a, b)" and "AS x(a, b)" are aliases with column lists.
-		if prev.is("as") || (prev.Kind == Ident && !reserved[foldASCII(prev.Text)] && !notCalls[foldASCII(prev.Text)]) || prev.Kind == QuotedIdent {
+		// "AS x(a, b)" is an alias with a column list. Without AS ("t x(a)")
+		// it is taken for a call: a wrong guess costs a cache miss, while
+		// taking "AT TIME ZONE current_setting(...)" for an alias would
+		// cache a session-dependent row.
+		if prev.is("as") {
 			return j
 		}
 		if j > i {

@@ -27,11 +27,11 @@ const (
 	Multi
 )
 
-var kindNames2 = [...]string{"Unknown", "Lookup", "Write", "TxControl", "Session", "OtherRead", "Multi"}
+var stmtKindNames = [...]string{"Unknown", "Lookup", "Write", "TxControl", "Session", "OtherRead", "Multi"}
 
 func (k Kind) String() string {
-	if int(k) < len(kindNames2) {
-		return kindNames2[k]
+	if int(k) < len(stmtKindNames) {
+		return stmtKindNames[k]
 	}
 	return "Kind(?)"
 }
@@ -53,6 +53,8 @@ type Statement struct {
 	// Name and Cmd come from a leading sqlc comment "-- name: Name :cmd".
 	Name, Cmd string
 	// MaxParam is the highest parameter index the statement uses (0: none).
+	// It is MaxParam+1 (the package constant) when an index overflows; the
+	// statement is then Unknown.
 	MaxParam int
 	// Functions lists every function the statement calls, folded, in order
 	// of first appearance, schema-qualified as written ("app.create_user").
@@ -240,14 +242,16 @@ type Target struct {
 	// (UPDATE); they are read, not written.
 	From []TableRef
 
-	// Returning is the RETURNING list as written (nil if absent).
+	// Returning is the RETURNING list (nil if absent), ReturningText the
+	// list as written.
 	// ReturningAt is where to add key columns: just after the RETURNING
 	// list if there is one (append ", pk"), otherwise at the end of the
 	// statement before any trailing ';', space or comment (append
 	// " RETURNING pk"). It is -1 when the statement cannot take RETURNING
 	// (a WITH query, MySQL, TRUNCATE, DDL, ...).
-	Returning   []Column
-	ReturningAt int
+	Returning     []Column
+	ReturningText string
+	ReturningAt   int
 }
 
 // TableRef names a table.

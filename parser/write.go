@@ -68,7 +68,7 @@ func (p *parser) target(tg *Target, i, hi int) (int, bool) {
 // returning fills tg's RETURNING list, or where one can be appended.
 func (p *parser) returning(st *Statement, tg *Target, k, hi int) {
 	if k < hi {
-		tg.Returning = p.columns(k+1, hi)
+		tg.Returning, tg.ReturningText = p.columns(k+1, hi), p.text(k+1, hi)
 		var sc exprScan
 		p.scanExpr(st, k+1, hi, &sc, nil)
 	}
@@ -184,6 +184,8 @@ func (p *parser) update(st *Statement, tg *Target, lo, hi int) bool {
 	tg.Set = p.assignments(st, set+1, setEnd)
 	if from < hi {
 		tg.From = p.tableRefs(from+1, min(where, ret, tail))
+		var sc exprScan
+		p.scanExpr(st, from+1, min(where, ret, tail), &sc, nil)
 	}
 	p.whereClause(st, tg, where, min(ret, tail))
 	if tail < hi && ret == hi {
@@ -215,6 +217,8 @@ func (p *parser) delete(st *Statement, tg *Target, lo, hi int) bool {
 	tail := p.find(i, hi, "order", "limit")
 	if using < hi {
 		tg.From = p.tableRefs(using+1, min(where, ret, tail))
+		var sc exprScan
+		p.scanExpr(st, using+1, min(where, ret, tail), &sc, nil)
 	}
 	p.whereClause(st, tg, where, min(ret, tail))
 	p.returning(st, tg, ret, hi)
