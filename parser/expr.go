@@ -72,10 +72,9 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 	for p.tok(j+1, hi).isPunct(".") && (p.tok(j+2, hi).Kind == Ident || p.tok(j+2, hi).Kind == QuotedIdent) {
 		j += 2
 	}
-	name := foldASCII(t.Text)
 	next := p.tok(j+1, hi)
 	if next.isPunct("(") {
-		if j == i && notCalls[name] {
+		if j == i && lookupFold(notCalls, t.Text) {
 			return i
 		}
 		// "AS x(a, b)" is an alias with a column list. Without AS ("t x(a)")
@@ -85,12 +84,10 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		if prev.is("as") {
 			return j
 		}
-		if j > i {
-			name = foldASCII(p.text(i, j+1))
-		}
-		if j == i && name == "cast" {
+		if j == i && t.is("cast") {
 			return p.scanCastCall(i, hi, sc)
 		}
+		name := foldASCII(p.text(i, j+1))
 		p.addFunc(st, name)
 		switch n := p.tok(p.match(j+1, hi)+1, hi); {
 		case n.is("over"):
@@ -107,13 +104,13 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		return j
 	}
 	switch {
-	case name == "over":
+	case t.is("over"):
 		sc.fail("window function", t.Pos)
-	case sessionKeywords[name]&(1<<p.d) != 0:
-		sc.fail("uses "+name+", which depends on the session", t.Pos)
-	case next.Kind == String && castTypes[name] != 0:
+	case lookupFold(sessionKeywords, t.Text)&(1<<p.d) != 0:
+		sc.fail("uses "+foldASCII(t.Text)+", which depends on the session", t.Pos)
+	case next.Kind == String && lookupFold(castTypes, t.Text) != 0:
 		// Typed literal: date '2024-01-01', interval '1 day'.
-		p.checkCast(name, true, t.Pos, sc)
+		p.checkCast(foldASCII(t.Text), true, t.Pos, sc)
 	}
 	return i
 }
@@ -321,15 +318,15 @@ func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
 			o.column, o.text = true, t.Name()
 			return o, o.text != "" // "" is not a valid identifier
 		case Ident:
-			switch name := foldASCII(t.Text); {
-			case name == "true" || name == "false":
-				o.src, o.lit, o.text = SourceLiteral, LitBool, name
-			case name == "null":
+			switch {
+			case t.is("true") || t.is("false"):
+				o.src, o.lit, o.text = SourceLiteral, LitBool, foldASCII(t.Text)
+			case t.is("null"):
 				o.src, o.lit = SourceLiteral, LitNull
-			case reserved[name] || sessionKeywords[name]&(1<<p.d) != 0:
+			case lookupFold(reserved, t.Text) || lookupFold(sessionKeywords, t.Text)&(1<<p.d) != 0:
 				return o, false
 			default:
-				o.column, o.text = true, name
+				o.column, o.text = true, foldASCII(t.Text)
 			}
 			return o, true
 		}
@@ -529,8 +526,7 @@ type whereInfo struct {
 
 func (p *parser) where(lo, hi int) whereInfo {
 	var w whereInfo
-	var buf [8][2]int
-	for _, r := range p.conjuncts(lo, hi, 0, buf[:0]) {
+	for _, r := range p.conjuncts(lo, hi, 0, p.cbuf[:0]) {
 		if r[0] >= r[1] {
 			w.malformed = true // "a = 1 AND", "()": PostgreSQL rejects it
 			continue
@@ -591,8 +587,7 @@ func (p *parser) params(lo, hi int) []int {
 
 // columns parses a projection or RETURNING list.
 func (p *parser) columns(lo, hi int) []Column {
-	var buf [16][2]int
-	items := p.splitTop(lo, hi, buf[:0])
+	items := p.splitTop(lo, hi, p.sbuf[:0])
 	cols := make([]Column, 0, len(items))
 	for _, r := range items {
 		a, b := r[0], r[1]
@@ -600,11 +595,11 @@ func (p *parser) columns(lo, hi int) []Column {
 		// Alias: "expr AS x" or "expr x".
 		if b-a >= 2 {
 			last, prev := p.toks[b-1], p.toks[b-2]
-			if (last.Kind == Ident || last.Kind == QuotedIdent) && !reserved[foldASCII(last.Text)] || last.Kind == QuotedIdent || prev.is("as") {
+			if (last.Kind == Ident || last.Kind == QuotedIdent) && !lookupFold(reserved, last.Text) || last.Kind == QuotedIdent || prev.is("as") {
 				switch {
 				case prev.is("as"):
 					c.Alias, b = last.Name(), b-2
-				case prev.Kind == Ident && !reserved[foldASCII(prev.Text)] || prev.Kind == QuotedIdent || prev.isPunct(")") ||
+				case prev.Kind == Ident && !lookupFold(reserved, prev.Text) || prev.Kind == QuotedIdent || prev.isPunct(")") ||
 					prev.Kind == Number || prev.Kind == String || prev.Kind == Param || prev.is("end") || prev.is("null") || prev.is("true") || prev.is("false"):
 					c.Alias, b = last.Name(), b-1
 				}
@@ -631,7 +626,7 @@ func (p *parser) columns(lo, hi int) []Column {
 // is no name.
 func (p *parser) tableName(i, hi int) (schema, table string, next int, ok bool) {
 	t := p.tok(i, hi)
-	if t.Kind != QuotedIdent && (t.Kind != Ident || reserved[foldASCII(t.Text)]) {
+	if t.Kind != QuotedIdent && (t.Kind != Ident || lookupFold(reserved, t.Text)) {
 		return "", "", i, false
 	}
 	if t.Kind == QuotedIdent && p.d == MySQL && t.Text[0] == '"' {
@@ -657,7 +652,7 @@ func (p *parser) alias(i, hi int) (string, int) {
 		}
 		return "", i
 	}
-	if t.Kind == QuotedIdent || t.Kind == Ident && !reserved[foldASCII(t.Text)] && !clauseWords[foldASCII(t.Text)] {
+	if t.Kind == QuotedIdent || t.Kind == Ident && !lookupFold(reserved, t.Text) && !lookupFold(clauseWords, t.Text) {
 		return t.Name(), i + 1
 	}
 	return "", i

@@ -23,6 +23,13 @@ type parser struct {
 
 	fst   *Statement      // the statement fseen belongs to
 	fseen map[string]bool // st.Functions as a set, once it is long
+
+	// Scratch space, so that common statements allocate only their
+	// results: conjuncts of WHERE, and items of a projection or VALUES
+	// row (callers of splitTop that do not nest).
+	cbuf  [16][2]int
+	sbuf  [16][2]int
+	parts [4][2]int
 }
 
 func (p *parser) parse() *Statement {
@@ -110,7 +117,7 @@ func quoteByte(c byte) string {
 // (PostgreSQL's BEGIN ATOMIC, SQLite triggers, MySQL routines), does not
 // end a statement. It reports unbalanced or too deeply nested parentheses.
 func (p *parser) split() ([][2]int, string) {
-	var parts [][2]int
+	parts := p.parts[:0]
 	depth, block, start := 0, 0, 0
 	for i, t := range p.toks {
 		switch {

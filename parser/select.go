@@ -14,8 +14,7 @@ var selectClauses = []string{"from", "where", "group", "having", "window", "orde
 // lookup, otherwise an OtherRead with the first reason it is not.
 func (p *parser) selectStmt(st *Statement, lo, hi int) {
 	var sc exprScan
-	var extraParams []int
-	p.scanExpr(st, lo+1, hi, &sc, &extraParams)
+	p.scanExpr(st, lo+1, hi, &sc, nil)
 	// Clause boundaries.
 	var at [cLock + 1]int
 	for k := range at {
@@ -155,29 +154,33 @@ func (p *parser) selectStmt(st *Statement, lo, hi int) {
 		lk.Extra = append(lk.Extra, Span{Start: p.toks[r[0]].Pos, End: p.toks[r[1]-1].End(), Text: p.text(r[0], r[1]), Params: p.params(r[0], r[1])})
 	}
 	// ExtraParams: every parameter minus one occurrence per pinned one.
-	lk.ExtraParams = extraParamsOf(extraParams, w.pinned)
+	lk.ExtraParams = p.extraParams(lo, hi, w.pinned)
 	st.Kind, st.Lookup = Lookup, lk
 }
 
-// extraParamsOf removes one occurrence of each pinned parameter from all
-// and returns the rest, sorted and without duplicates.
-func extraParamsOf(all []int, pinned []Equality) []int {
-	for _, e := range pinned {
-		if e.Value.Source != SourceParam {
+// extraParams lists, sorted and without duplicates, the parameters of
+// [lo, hi) other than the values of pinned equalities. It allocates only
+// when there are some.
+func (p *parser) extraParams(lo, hi int, pinned []Equality) []int {
+	var out []int
+next:
+	for i := lo; i < hi; i++ {
+		t := p.toks[i]
+		if t.Kind != Param || t.Param == 0 {
 			continue
 		}
-		for k, x := range all {
-			if x == e.Value.Param {
-				all = append(all[:k], all[k+1:]...)
-				break
+		for _, e := range pinned {
+			if e.Value.Source == SourceParam && e.Value.Pos == t.Pos {
+				continue next
 			}
 		}
+		out = append(out, t.Param)
 	}
-	if len(all) == 0 {
+	if out == nil {
 		return nil
 	}
-	slices.Sort(all)
-	return slices.Compact(all)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Indexes into selectClauses.

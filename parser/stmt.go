@@ -157,12 +157,10 @@ func (p *parser) sqlcName(st *Statement, lo int) {
 		if !ok {
 			continue
 		}
-		f := strings.Fields(rest)
-		if len(f) >= 1 {
-			st.Name = f[0]
-		}
-		if len(f) >= 2 && strings.HasPrefix(f[1], ":") {
-			st.Cmd = f[1]
+		name, cmd, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		st.Name = name
+		if cmd = strings.TrimSpace(cmd); strings.HasPrefix(cmd, ":") {
+			st.Cmd, _, _ = strings.Cut(cmd, " ")
 		}
 		return
 	}

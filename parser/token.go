@@ -111,6 +111,24 @@ func equalFold(s, lower string) bool {
 	return true
 }
 
+// lookupFold returns m[foldASCII(s)] without allocating: the compiler
+// does not copy a []byte converted to string for a map index.
+func lookupFold[V any](m map[string]V, s string) V {
+	var buf [64]byte
+	if len(s) > len(buf) {
+		var zero V // no keyword or allowlisted name is this long
+		return zero
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return m[string(buf[:len(s)])]
+}
+
 // foldASCII lower-cases ASCII letters only; bytes >= 0x80 are kept, as
 // PostgreSQL's downcase_identifier does for multibyte encodings.
 func foldASCII(s string) string {

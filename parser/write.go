@@ -347,8 +347,7 @@ into:
 				break
 			}
 			end := p.match(j, body)
-			var vb [16][2]int
-			vals := p.splitTop(j+1, end, vb[:0])
+			vals := p.splitTop(j+1, end, p.sbuf[:0])
 			row := make([]Value, len(vals))
 			for k, v := range vals {
 				row[k] = p.value(st, v[0], v[1])
