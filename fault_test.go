@@ -31,7 +31,7 @@ const (
 	hfFaultReads   = 200
 	hfFaultIDs     = 20
 	hfCacheTimeout = 50 * time.Millisecond
-	hfFaultSlack   = 150 * time.Millisecond
+	hfFaultSlack   = 250 * time.Millisecond
 	hfClientTO     = 2 * time.Second
 )
 
@@ -116,15 +116,31 @@ func TestFaultReads(t *testing.T) {
 				}
 				return d
 			}
-			// Warm: every key filled, then served from the cache.
-			for range 2 {
-				for id := int64(1); id <= hfFaultIDs; id++ {
-					read(id)
+			// cleanPass reads every key until one pass over them all is
+			// served from the cache (no database query, a hit each), and
+			// returns how long that took. A cache operation may still time
+			// out now and then on a loaded machine: that costs another
+			// pass, not a failure.
+			cleanPass := func(what string) time.Duration {
+				t.Helper()
+				begin := time.Now()
+				for {
+					st, n := cn.Stats(), qc.count(query)
+					for id := int64(1); id <= hfFaultIDs; id++ {
+						read(id)
+					}
+					if qc.count(query) == n && cn.Stats().Hits-st.Hits == hfFaultIDs {
+						return time.Since(begin)
+					}
+					if time.Since(begin) > 10*time.Second {
+						t.Fatalf("cache %s, %s: no pass of %d reads served from the cache within 10s (stats %+v)",
+							c.name, what, hfFaultIDs, cn.Stats())
+					}
+					time.Sleep(20 * time.Millisecond)
 				}
 			}
-			if n := qc.count(query); n != hfFaultIDs {
-				t.Fatalf("warming: the database saw %d lookups; want %d", n, hfFaultIDs)
-			}
+			// Warm: every key filled, then served from the cache.
+			cleanPass("warming")
 
 			dbP99 := hfP99(hfFaultReads, func(i int) time.Duration {
 				id := int64(i%hfFaultIDs + 1)
@@ -178,36 +194,10 @@ func TestFaultReads(t *testing.T) {
 			}
 
 			// Recovery: once the cache is healthy and the breaker's cooldown
-			// has passed, a read is a hit again; after one round that
-			// refills what the fault left behind, the database sees nothing.
+			// (1s) has passed, reads are hits again and the database sees
+			// nothing (after one round that refills what the fault left).
 			c.recover(t, s)
-			healed := time.Now()
-			deadline := healed.Add(10 * time.Second)
-			for {
-				h := cn.Stats().Hits
-				read(1)
-				if cn.Stats().Hits > h {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("cache %s: no hit within 10s of recovery (stats %+v)", c.name, cn.Stats())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			t.Logf("first hit %v after recovery", time.Since(healed).Round(time.Millisecond))
-			for id := int64(1); id <= hfFaultIDs; id++ {
-				read(id)
-			}
-			st, n := cn.Stats(), qc.count(query)
-			for id := int64(1); id <= hfFaultIDs; id++ {
-				read(id)
-			}
-			if got := qc.count(query) - n; got != 0 {
-				t.Errorf("cache %s, after recovery: the database saw %d more lookups; want 0", c.name, got)
-			}
-			if got := cn.Stats().Hits - st.Hits; got != hfFaultIDs {
-				t.Errorf("cache %s, after recovery: %d hits in %d reads", c.name, got, hfFaultIDs)
-			}
+			t.Logf("served from the cache again %v after recovery", cleanPass("after recovery").Round(time.Millisecond))
 		})
 	}
 }

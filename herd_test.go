@@ -186,7 +186,7 @@ func TestHerd(t *testing.T) {
 	// fast: the fill finishes well within the bounded wait (LeaseWait 2s,
 	// generous for a loaded machine): exactly one query in all.
 	t.Run("fast", func(t *testing.T) {
-		ns, reps := hfRunHerd(t, dsn, mcAddr, schema, 1, 2*time.Second, 0)
+		ns, _, _, reps := hfRunHerd(t, dsn, mcAddr, schema, 1, 2*time.Second, 0)
 		sum := hfSum(reps)
 		if sum.db != 1 {
 			t.Errorf("%d readers in %d processes: the database saw the lookup %d times; want 1",
@@ -214,28 +214,34 @@ func TestHerd(t *testing.T) {
 	// without changing the SQL.
 	t.Run("slow", func(t *testing.T) {
 		const hold = 700 * time.Millisecond
-		ns, reps := hfRunHerd(t, dsn, mcAddr, schema, 2, 50*time.Millisecond, hold)
+		ns, start, lock, reps := hfRunHerd(t, dsn, mcAddr, schema, 2, 50*time.Millisecond, hold)
 		sum := hfSum(reps)
 		if sum.db < 1 || sum.db > hfHerdChildren*hfHerdReaders {
 			t.Errorf("the database saw the lookup %d times; want 1..%d", sum.db, hfHerdChildren*hfHerdReaders)
 		}
-		// Waiters that give up go to the database: certain once two
-		// processes started while the table was locked (the one that does
-		// not lead waits LeaseWait, then queries).
+		// Waiters that give up go to the database: certain when the table
+		// was locked before any reader started and two processes started
+		// well before it was released (the one that did not lead waits
+		// LeaseWait, then queries). On a machine too loaded for that, the
+		// count is only bounded.
+		lockedFirst := true
 		inWindow := 0
 		for _, r := range reps {
-			if r.late < hold-200*time.Millisecond {
+			began := start.Add(r.late)
+			lockedFirst = lockedFirst && lock.acquired.Before(began)
+			if began.Before(lock.released.Add(-300 * time.Millisecond)) {
 				inWindow++
 			}
 		}
+		exercised := lockedFirst && inWindow >= 2
 		switch {
-		case inWindow >= 2 && sum.db < 2:
-			t.Errorf("%d processes started while the database was held for %v (LeaseWait 50ms), yet it saw %d lookups: nobody gave up waiting",
-				inWindow, hold, sum.db)
-		case inWindow < 2:
-			t.Logf("only %d processes started within the slow window: the give-up path was not exercised", inWindow)
+		case exercised && sum.db < 2:
+			t.Errorf("%d processes started while the database was held (LeaseWait 50ms), yet it saw %d lookups: nobody gave up waiting",
+				inWindow, sum.db)
+		case !exercised:
+			t.Logf("the give-up path was not exercised: locked before the readers %v, %d processes started within the window", lockedFirst, inWindow)
 		}
-		if sum.waits == 0 && inWindow >= 2 {
+		if sum.waits == 0 && exercised {
 			t.Errorf("no lookup waited on the lease")
 		}
 		if sum.fills != 1 {
@@ -245,19 +251,20 @@ func TestHerd(t *testing.T) {
 	})
 }
 
-// hfRunHerd runs the children on key id under a fresh namespace, which it
-// returns with their reports. If hold is not zero, the table is locked
-// from just before the common instant until hold after it.
-func hfRunHerd(t *testing.T, dsn, mcAddr, schema string, id int64, leaseWait, hold time.Duration) (string, []hfHerdReport) {
+// hfRunHerd runs the children on key id under a fresh namespace, and
+// returns it with the common instant and their reports. If hold is not
+// zero, the table is locked from just before the common instant until hold
+// after it, and lock says when it really was.
+func hfRunHerd(t *testing.T, dsn, mcAddr, schema string, id int64, leaseWait, hold time.Duration) (ns string, start time.Time, lock hfLock, reps []hfHerdReport) {
 	t.Helper()
 	want, err := hfGet(context.Background(), hfPlain(t, dsn), hfLookup(schema), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := "herd-" + hfRandom()
+	ns = "herd-" + hfRandom()
 	// Time for the children to start and open their pools, race detector
 	// and a loaded 2-core machine included; each reports its margin.
-	start := time.Now().Add(2 * time.Second)
+	start = time.Now().Add(2 * time.Second)
 	env := append(os.Environ(),
 		hfHerdEnv+"=1",
 		"HERD_DSN="+dsn,
@@ -283,11 +290,11 @@ func hfRunHerd(t *testing.T, dsn, mcAddr, schema string, id int64, leaseWait, ho
 		}
 		cmds[i] = cmd
 	}
-	var lockDone chan error
+	var lockDone chan hfLock
 	if hold > 0 {
 		lockDone = hfLockTable(hfPlain(t, dsn), schema, start.Add(-100*time.Millisecond), start.Add(hold))
 	}
-	reps := make([]hfHerdReport, hfHerdChildren)
+	reps = make([]hfHerdReport, hfHerdChildren)
 	failed := false
 	for i, cmd := range cmds {
 		err := cmd.Wait()
@@ -309,35 +316,46 @@ func hfRunHerd(t *testing.T, dsn, mcAddr, schema string, id int64, leaseWait, ho
 		t.Logf("child %d: %v", i, r)
 	}
 	if lockDone != nil {
-		if err := <-lockDone; err != nil {
-			t.Fatalf("lock holder: %v", err)
+		if lock = <-lockDone; lock.err != nil {
+			t.Fatalf("lock holder: %v", lock.err)
 		}
+		t.Logf("table locked from %v to %v after the start",
+			lock.acquired.Sub(start).Round(time.Millisecond), lock.released.Sub(start).Round(time.Millisecond))
 	}
 	if failed {
 		t.FailNow()
 	}
-	return ns, reps
+	return ns, start, lock, reps
+}
+
+// hfLock is what the lock holder did: when it held the table.
+type hfLock struct {
+	acquired, released time.Time
+	err                error
 }
 
 // hfLockTable locks schema.items in ACCESS EXCLUSIVE mode at from and
-// commits at until, in the background; the channel reports the outcome.
-func hfLockTable(db *sql.DB, schema string, from, until time.Time) chan error {
-	done := make(chan error, 1)
+// commits at until, in the background; the channel reports when it really
+// held the lock.
+func hfLockTable(db *sql.DB, schema string, from, until time.Time) chan hfLock {
+	done := make(chan hfLock, 1)
 	go func() {
 		time.Sleep(time.Until(from))
 		ctx := context.Background()
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
-			done <- err
+			done <- hfLock{err: err}
 			return
 		}
 		if _, err := tx.ExecContext(ctx, "LOCK TABLE "+schema+".items IN ACCESS EXCLUSIVE MODE"); err != nil {
 			tx.Rollback()
-			done <- err
+			done <- hfLock{err: err}
 			return
 		}
+		acquired := time.Now()
 		time.Sleep(time.Until(until))
-		done <- tx.Commit()
+		err = tx.Commit()
+		done <- hfLock{acquired: acquired, released: time.Now(), err: err}
 	}()
 	return done
 }
