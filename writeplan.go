@@ -167,13 +167,17 @@ func (w *writePlan) addBump(t *tableInfo, reason string) {
 // table, reporting false when it must be bumped instead.
 func (pl *planner) addReturning(w *writePlan, query string, st *parser.Statement) bool {
 	t := st.Targets[0]
+	if t.Table == "" {
+		// CALL, DO, DDL of no table: it may write any table.
+		return false
+	}
 	ti, ok := pl.cat.table(t.Schema, t.Table)
 	if !ok {
 		pl.addDependents(w, t.Schema, t.Table, t.Op)
 		pl.addFunctionBumps(w, st)
 		return true // not a cached table; dependents handled
 	}
-	if pl.dialect != parser.Postgres || t.ReturningAt < 0 || query == "" || len(st.Functions) > 0 {
+	if pl.dialect != parser.Postgres || t.ReturningAt < 0 || query == "" || st.Explained || pl.callsWritingFunction(st) {
 		return false
 	}
 	switch t.Op {
@@ -319,6 +323,18 @@ func renumberParams(fragment string) (string, []int, bool) {
 // quoteIdent quotes a folded column name only when it needs it.
 func quoteIdent(name string) string {
 	return ident{parts: []string{name}}.String()
+}
+
+// callsWritingFunction reports whether st calls a function the rules
+// declare as writing. Other functions (lower(), now(), ...) leave the
+// statement's own rows exact: RETURNING still names every row it wrote.
+func (pl *planner) callsWritingFunction(st *parser.Statement) bool {
+	for _, fn := range st.Functions {
+		if len(pl.functionTables(fn)) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // functionTables lists the cached tables the rules say fn writes. Names
