@@ -11,6 +11,7 @@ const (
 	SQLite
 )
 
+// String returns the dialect name: "postgres", "mysql" or "sqlite".
 func (d Dialect) String() string {
 	switch d {
 	case Postgres:

@@ -38,8 +38,16 @@
 //   - A function whose name is on the allowlist but which a user has
 //     shadowed in a schema earlier on search_path is taken for the
 //     built-in; sessions that change search_path bypass the cache anyway.
+//   - A string literal or parameter compared with a date/time column is
+//     read with the session's TimeZone and DateStyle; the parser cannot see
+//     column types. The driver must pin those settings or not cache such
+//     columns' lookups.
+//   - "FROM t x(a, b)" (an alias with column names but without AS) is taken
+//     for a call of x(): a wrong guess costs a cache miss only.
+//   - Schema-qualified built-ins (pg_catalog.lower) are not on the
+//     allowlist, and are reported as calls that may write.
 //   - A plain EXPLAIN of a write is Session: it plans the write, runs
-//     nothing.
+//     nothing. PREPARE is Session too; the EXECUTE that runs it is Unknown.
 //   - Functions lists the calls found in the clauses the recognizer reads;
 //     for Unknown statements it may be incomplete.
 package parser

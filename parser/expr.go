@@ -52,15 +52,15 @@ func (p *parser) scanExpr(st *Statement, lo, hi int, sc *exprScan, params *[]int
 					sc.fail("uses operator "+t.Text+", which is not on the immutable allowlist", t.Pos)
 				}
 			}
-		case Ident:
+		case Ident, QuotedIdent:
 			i = p.scanIdent(st, i, hi, sc)
 		}
 	}
 }
 
-// scanIdent handles an identifier in an expression: a function call, a
-// session keyword, a typed literal, OVER, or a column. It returns the
-// index of the last token it consumed.
+// scanIdent handles a name in an expression: a function call (quoted or
+// schema-qualified too), a session keyword, a typed literal, OVER, or a
+// column. It returns the index of the last token it consumed.
 func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 	t := p.toks[i]
 	prev := p.tok(i-1, hi)
@@ -69,12 +69,12 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 	}
 	// Qualified name: schema.func(...) or table.column.
 	j := i
-	for p.tok(j+1, hi).isPunct(".") && (p.tok(j+2, hi).Kind == Ident || p.tok(j+2, hi).Kind == QuotedIdent) {
+	for p.tok(j+1, hi).isPunct(".") && isName(p.tok(j+2, hi)) {
 		j += 2
 	}
 	next := p.tok(j+1, hi)
 	if next.isPunct("(") {
-		if j == i && lookupFold(notCalls, t.Text) {
+		if j == i && t.Kind == Ident && lookupFold(notCalls, t.Text) {
 			return i
 		}
 		// "AS x(a, b)" is an alias with a column list. Without AS ("t x(a)")
@@ -87,7 +87,7 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		if j == i && t.is("cast") {
 			return p.scanCastCall(i, hi, sc)
 		}
-		name := foldASCII(p.text(i, j+1))
+		name := p.funcName(i, j)
 		p.addFunc(st, name)
 		switch n := p.tok(p.match(j+1, hi)+1, hi); {
 		case n.is("over"):
@@ -100,10 +100,12 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		p.classifyCall(name, t.Pos, sc)
 		return j
 	}
-	if j > i {
+	if j > i || t.Kind == QuotedIdent {
 		return j
 	}
 	switch {
+	case t.is("at") && next.is("local"):
+		sc.fail("AT LOCAL depends on the session's TimeZone", t.Pos)
 	case t.is("over"):
 		sc.fail("window function", t.Pos)
 	case lookupFold(sessionKeywords, t.Text)&(1<<p.d) != 0:
@@ -113,6 +115,23 @@ func (p *parser) scanIdent(st *Statement, i, hi int, sc *exprScan) int {
 		p.checkCast(foldASCII(t.Text), true, t.Pos, sc)
 	}
 	return i
+}
+
+// funcName renders the function name made of tokens i, i+2, ..., j
+// (names separated by dots) as "name" or "schema.name", folded unless
+// quoted.
+func (p *parser) funcName(i, j int) string {
+	if i == j {
+		return p.toks[i].Name()
+	}
+	var b strings.Builder
+	for k := i; k <= j; k += 2 {
+		if k > i {
+			b.WriteByte('.')
+		}
+		b.WriteString(p.toks[k].Name())
+	}
+	return b.String()
 }
 
 // classifyCall explains why a call to name keeps a SELECT out of the cache,

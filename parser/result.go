@@ -29,6 +29,7 @@ const (
 
 var stmtKindNames = [...]string{"Unknown", "Lookup", "Write", "TxControl", "Session", "OtherRead", "Multi"}
 
+// String returns the kind name, "Lookup" for Lookup.
 func (k Kind) String() string {
 	if int(k) < len(stmtKindNames) {
 		return stmtKindNames[k]
@@ -123,6 +124,7 @@ const (
 
 var sourceNames = [...]string{"?", "Param", "Literal", "Expr", "Default"}
 
+// String returns the source name, "Param" for SourceParam.
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
 		return sourceNames[s]
@@ -143,6 +145,7 @@ const (
 
 var litNames = [...]string{"?", "String", "Number", "Bool", "Null"}
 
+// String returns the literal kind name, "String" for LitString.
 func (k LiteralKind) String() string {
 	if int(k) < len(litNames) {
 		return litNames[k]
@@ -197,6 +200,7 @@ const (
 
 var opNames = [...]string{"Unknown", "Insert", "InsertMulti", "InsertSelect", "Upsert", "Update", "Delete", "Merge", "Truncate", "DDL", "Copy", "Call"}
 
+// String returns the operation name, "Update" for OpUpdate.
 func (o WriteOp) String() string {
 	if int(o) < len(opNames) {
 		return opNames[o]
@@ -285,6 +289,7 @@ const (
 
 var txNames = [...]string{"?", "Begin", "Commit", "Rollback", "Savepoint", "Release", "RollbackTo", "SetTransaction", "SetCharacteristics", "Prepare", "CommitPrepared", "RollbackPrepared"}
 
+// String returns the operation name, "Begin" for TxBegin.
 func (o TxOp) String() string {
 	if int(o) < len(txNames) {
 		return txNames[o]
@@ -332,6 +337,7 @@ const (
 
 var sessionNames = [...]string{"?", "Set", "Reset", "Show", "Discard", "Listen", "Notify", "Explain", "Prepare", "Utility"}
 
+// String returns the operation name, "Set" for SessionSet.
 func (o SessionOp) String() string {
 	if int(o) < len(sessionNames) {
 		return sessionNames[o]

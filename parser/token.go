@@ -47,6 +47,7 @@ var kindNames = [...]string{
 	Punct:       "Punct",
 }
 
+// String returns the kind name, "Ident" for Ident.
 func (k TokenKind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
