@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -176,6 +177,12 @@ func checkFile(c *cachedsql.Checker, file string) ([]checkedStmt, error) {
 	text := string(src)
 	var out []checkedStmt
 	for _, r := range c.Script(text) {
+		if q, ok := sqlcParams(r.SQL); ok {
+			// Classify the statement as sqlc sends it.
+			name, offset := r.Name, r.Offset
+			r = c.Query(q)
+			r.Name, r.Offset = name, offset
+		}
 		out = append(out, checkedStmt{File: name, Line: 1 + strings.Count(text[:r.Offset], "\n"), CheckResult: r})
 	}
 	return out, nil
@@ -332,4 +339,59 @@ func bindNamed(query string) string {
 		b.WriteString(t.Text)
 	}
 	return b.String()
+}
+
+// sqlcParams rewrites sqlc's named parameters (sqlc.arg(name),
+// sqlc.narg(name), @name) to the $N placeholders sqlc generates, numbered
+// after the statement's own $N in order of first appearance, with the
+// parser's lexer. ok is false when there are none.
+func sqlcParams(query string) (string, bool) {
+	toks := sqlparser.Lex(query, sqlparser.Postgres)
+	maxN := 0
+	for _, t := range toks {
+		if t.Kind == sqlparser.Param && t.Param > maxN {
+			maxN = t.Param
+		}
+	}
+	sig := func(i int) int { // next significant token at or after i
+		for i < len(toks) && toks[i].Trivia() {
+			i++
+		}
+		return i
+	}
+	var names []string
+	number := func(name string) string {
+		i := slices.Index(names, name)
+		if i < 0 {
+			names = append(names, name)
+			i = len(names) - 1
+		}
+		return "$" + strconv.Itoa(maxN+1+i)
+	}
+	var b strings.Builder
+	found := false
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.Kind == sqlparser.Ident && strings.EqualFold(t.Text, "sqlc") {
+			dot, fn := sig(i+1), sig(sig(i+1)+1)
+			open := sig(fn + 1)
+			arg := sig(open + 1)
+			cl := sig(arg + 1)
+			if cl < len(toks) && toks[dot].Text == "." && toks[fn].Kind == sqlparser.Ident &&
+				(strings.EqualFold(toks[fn].Text, "arg") || strings.EqualFold(toks[fn].Text, "narg")) &&
+				toks[open].Text == "(" && toks[cl].Text == ")" &&
+				(toks[arg].Kind == sqlparser.Ident || toks[arg].Kind == sqlparser.QuotedIdent || toks[arg].Kind == sqlparser.String) {
+				b.WriteString(number(strings.Trim(toks[arg].Name(), "'")))
+				i, found = cl, true
+				continue
+			}
+		}
+		if t.Kind == sqlparser.Op && t.Text == "@" && i+1 < len(toks) && toks[i+1].Kind == sqlparser.Ident {
+			b.WriteString(number(toks[i+1].Name()))
+			i, found = i+1, true
+			continue
+		}
+		b.WriteString(t.Text)
+	}
+	return b.String(), found
 }
