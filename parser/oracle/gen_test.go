@@ -122,7 +122,10 @@ func (g *gen) projection() string {
 	for range 1 + g.r.IntN(3) {
 		items = append(items, g.pick("*", "id", "email AS e", "lower(email) AS le", "count(*)", "now()",
 			"create_user(id)", "id::text", g.param()+"::text", "update", "coalesce(name, email)", "price * qty",
-			"row_number() OVER ()", "(SELECT 1)", "current_user", "abs(id) n"))
+			"row_number() OVER ()", "(SELECT 1)", "current_user", "abs(id) n", "to_char(created_at, 'YYYY')",
+			"created_at AT TIME ZONE current_setting('TimeZone')", `"check"(id)`, "pg_catalog.lower(email)",
+			"created_at::date", g.param()+"::timestamptz", "extract(year from created_at)", "trim(both from name)",
+			"upper(substring(name from 1 for 3))", "random()", "nextval('s')", "id + 1", "CASE WHEN id > 0 THEN 1 END"))
 	}
 	return strings.Join(items, ", ")
 }
@@ -169,7 +172,7 @@ func (g *gen) lookup() string {
 		parts = append(parts, g.pick(g.col()+" = "+g.value(), "lower("+g.col()+") = lower("+g.param()+")",
 			g.col()+" IS NULL", g.value()+" = "+g.col(), "("+g.col()+" = "+g.value()+")", g.conjunct()))
 	}
-	return "SELECT " + g.pick("*", "id, email", "u.*", "update, \"Name\"", "id AS k", "lower(email)") + " FROM " +
+	return "SELECT " + g.pick("*", "id, email", "u.*", "update, \"Name\"", "id AS k", "lower(email)", g.projection()) + " FROM " +
 		g.pick(tables...) + g.pick("", " u", " AS u") + " WHERE " + strings.Join(parts, " AND ") +
 		g.pick("", "", " LIMIT 1", " ORDER BY id LIMIT 1", " FOR UPDATE", " LIMIT 2", ";")
 }
