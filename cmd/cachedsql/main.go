@@ -74,6 +74,8 @@ commands:
   flush     invalidate a key, a row or a whole table in memcached, for a
             write made outside cachedsql (needs -dsn: the namespace and the
             key types come from the database)
+  bench     measure cachedsql against plain pgx, a raw memcached Get and a
+            hand-written cache-aside (see docs/PERFORMANCE.md)
 
 Run "cachedsql <command> -h" for a command's flags.
 
@@ -95,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDiscover(ctx, args[1:], stdout, stderr)
 	case "flush":
 		return runFlush(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
