@@ -273,9 +273,14 @@ type operand struct {
 	column bool
 }
 
+// maxOperand bounds the tokens of an operand: real ones are a handful
+// ("lower(trim($1::text))" is 9), and the bound keeps the recursive
+// unwrapping linear on hostile input.
+const maxOperand = 64
+
 // operand parses [lo, hi) as an operand; ok is false for anything else.
 func (p *parser) operand(lo, hi, depth int) (o operand, ok bool) {
-	if lo >= hi || depth > maxDepth {
+	if lo >= hi || hi-lo > maxOperand || depth > maxDepth {
 		return o, false
 	}
 	t := p.toks[lo]

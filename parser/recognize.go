@@ -36,12 +36,22 @@ func (p *parser) parse() *Statement {
 	st := &Statement{ReasonPos: -1}
 	p.toks = make([]Token, 0, len(p.src)/5+4)
 	l := lexer{src: p.src, d: p.d}
+	depth := 0
 	for {
 		t, ok := l.next()
 		if !ok {
 			break
 		}
 		switch {
+		case t.Kind == Punct && (t.Text == "(" || t.Text == "["):
+			// Stop at once on hostile nesting rather than lex a megabyte of it.
+			if depth++; depth > maxDepth {
+				return p.unknownAt(st, "parentheses nested deeper than 200", t.Pos)
+			}
+			p.toks = append(p.toks, t)
+		case t.Kind == Punct && (t.Text == ")" || t.Text == "]"):
+			depth--
+			p.toks = append(p.toks, t)
 		case t.Kind == Invalid:
 			return p.unknownAt(st, invalidReason(t), t.Pos)
 		case t.Kind == Comment && p.d == MySQL && strings.HasPrefix(t.Text, "/*!"):
