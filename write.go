@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // The SQL side of the write protocol (design brief §2, Write): find what a
@@ -147,13 +148,29 @@ func (c *conn) protect(ctx context.Context, tok token, set *flushSet, rollback f
 		return nil
 	}
 	if c.cn.cfg.FailOpenWrites {
-		c.cn.flusher.bypassLocally(set.tableNames())
+		c.cn.flusher.bypassLocally(c.failOpenTables(set))
 		c.cn.cfg.logger().Warn("cachedsql: committing a write whose flush could not be recorded (FailOpenWrites); its tables bypass the cache locally",
 			"error", err)
 		return nil
 	}
 	rollback()
 	return err
+}
+
+// failOpenTables names the tables a write committed without its flush
+// must bypass locally: the tables it bumps, and, when it flushes keys, every
+// cached table (an entry key does not name its table: it may be hashed).
+func (c *conn) failOpenTables(set *flushSet) []string {
+	names := set.tableNames()
+	if set.keyCount() == 0 {
+		return names
+	}
+	for _, t := range c.pl.cat.tables {
+		if n := t.qualified(); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // commitPending protects the transaction's flush set, commits, and
