@@ -98,6 +98,7 @@ type Env struct {
 	mcDefaults     *memcache.Client
 	pgcfg          *pgx.ConnConfig
 	rec            *recorder
+	warmDB         *sql.DB
 
 	closers []func()
 }
@@ -277,6 +278,7 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		return nil, err
 	}
 	warm := e.track(sql.OpenDB(warmConn))
+	e.warmDB = warm
 	if e.pg {
 		ccfg.Cache = e.memCache
 		if e.memConn, err = cachedsql.NewConnector(memBase, ccfg); err != nil {
@@ -292,7 +294,7 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		return nil, err
 	}
 	if e.cachedMem != nil {
-		if err := e.warmDB(ctx, e.cachedMem, true); err != nil {
+		if err := e.warmPool(ctx, e.cachedMem, true); err != nil {
 			return nil, err
 		}
 	}
@@ -328,7 +330,7 @@ func (e *Env) Close() {
 }
 
 // warm reads every row by both keys through db, in parallel.
-func (e *Env) warmDB(ctx context.Context, db *sql.DB, emails bool) error {
+func (e *Env) warmPool(ctx context.Context, db *sql.DB, emails bool) error {
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	var next atomic.Int64
@@ -365,7 +367,7 @@ func (e *Env) warmDB(ctx context.Context, db *sql.DB, emails bool) error {
 }
 
 func (e *Env) warm(ctx context.Context, db *sql.DB, rec *recorder) error {
-	if err := e.warmDB(ctx, db, true); err != nil {
+	if err := e.warmPool(ctx, db, true); err != nil {
 		return err
 	}
 	rec.on.Store(false)

@@ -65,6 +65,7 @@ func (e *Env) readAll(ctx context.Context, db *sql.DB) error {
 }
 
 func (e *Env) memory(ctx context.Context) (*Memory, error) {
+	e.size(nil, 8)
 	m := &Memory{Rows: e.Cfg.Rows}
 	for id := 1; id <= e.Cfg.Rows; id++ {
 		m.RawRowBytes += float64(rawRowSize(id))

@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 			if progress != nil {
 				progress("generation sharding")
 			}
+			e.size(nil, 8)
 			sh, rows, ratios, err := e.sharding(ctx, cfg, progress)
 			if err != nil {
 				return nil, err
@@ -262,6 +263,7 @@ func (e *Env) driverLevel(ctx context.Context) ([]DriverOp, error) {
 		out = append(out, DriverOp{Name: name, AllocsOp: a, NsOp: ns})
 		return nil
 	}
+	e.size(nil, 1)
 	e.cached.SetMaxOpenConns(1)
 	e.plain.SetMaxOpenConns(1)
 	var u User
@@ -371,8 +373,7 @@ func (e *Env) offload(ctx context.Context) ([]Offload, error) {
 		if side.cached {
 			db = e.cached
 		}
-		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(8)
+		e.size(db, 8)
 		var reads, writes atomic.Int64
 		c := &Contender{Name: "mix " + side.name, newWorker: func() opFunc {
 			var u User

@@ -28,6 +28,10 @@ type Config struct {
 	Duration  time.Duration // one contender's slice of one round (default 1s)
 	Rounds    int           // rounds; contenders interleave within each (default 5)
 	Quick     bool          // main table only: no workloads, offload, cold start or memory sections
+	// MaxDBConns caps each database/sql pool (default 16): PostgreSQL's
+	// max_connections is shared, and a pool at conc 64 per contender would
+	// exceed it. Only the running contender's pool keeps idle connections.
+	MaxDBConns int
 }
 
 func (c Config) withDefaults() Config {
@@ -39,6 +43,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Duration <= 0 {
 		c.Duration = time.Second
+	}
+	if c.MaxDBConns <= 0 {
+		c.MaxDBConns = 16
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = 5
@@ -259,6 +266,13 @@ func measure(ctx context.Context, cfg Config, workload string, cs []*Contender, 
 			if progress != nil {
 				progress(fmt.Sprintf("%s conc=%d round %d/%d: %s", workload, conc, round+1, cfg.Rounds, cs[i].Name))
 			}
+			if cs[i].setup != nil {
+				cs[i].setup(conc)
+			}
+			// Reopen what sizing the previous contender closed, unmeasured.
+			if _, err := runSlice(ctx, cs[i], conc, max(cfg.Duration/10, 30*time.Millisecond), gen, 98); err != nil {
+				return nil, err
+			}
 			s, err := runSlice(ctx, cs[i], conc, cfg.Duration, gen, uint64(round))
 			if err != nil {
 				return nil, err
@@ -314,16 +328,8 @@ func ratio(name string, x, y *Row) Ratio {
 // contenders builds every contender on e for one workload (by primary key,
 // or by email).
 func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
-	sizeDB := func(conc int) {
-		for _, db := range []*sql.DB{e.plain, e.cached, e.cachedMem} {
-			if db != nil {
-				db.SetMaxOpenConns(conc)
-				db.SetMaxIdleConns(conc)
-			}
-		}
-		if e.mc != nil {
-			e.mc.MaxIdleConns = conc
-		}
+	sizeDB := func(db *sql.DB) func(int) {
+		return func(conc int) { e.size(db, conc) }
 	}
 	q := e.byID
 	arg := func(id int) any { return id }
@@ -342,32 +348,32 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 		}
 	}
 	all := map[string]*Contender{
-		"a": {Name: "a plain pgx", Desc: "database/sql + pgx stdlib", newWorker: lookup(e.plain, q), setup: sizeDB},
-		"b": {Name: "b cachedsql hit", Desc: "cachedsql on memcached, every lookup a hit", newWorker: lookup(e.cached, q), setup: sizeDB},
+		"a": {Name: "a plain pgx", Desc: "database/sql + pgx stdlib", newWorker: lookup(e.plain, q), setup: sizeDB(e.plain)},
+		"b": {Name: "b cachedsql hit", Desc: "cachedsql on memcached, every lookup a hit", newWorker: lookup(e.cached, q), setup: sizeDB(e.cached)},
 		"f-a": {Name: "f plain pass", Desc: "a non-cacheable query (LIMIT 2) on database/sql + pgx", newWorker: func() opFunc {
 			var u User
 			return func(ctx context.Context, id int) error {
 				return scanUser(e.plain.QueryRowContext(ctx, e.passQ, id), &u, id)
 			}
-		}, setup: sizeDB},
+		}, setup: sizeDB(e.plain)},
 		"f-b": {Name: "f cachedsql pass", Desc: "the same through cachedsql (passes through)", newWorker: func() opFunc {
 			var u User
 			return func(ctx context.Context, id int) error {
 				return scanUser(e.cached.QueryRowContext(ctx, e.passQ, id), &u, id)
 			}
-		}, setup: sizeDB},
+		}, setup: sizeDB(e.cached)},
 		"g": {Name: "g cachedsql prepared", Desc: "cachedsql hit through a prepared *sql.Stmt", newWorker: func() opFunc {
 			var u User
 			return func(ctx context.Context, id int) error {
 				return scanUser(e.prepByID.QueryRowContext(ctx, id), &u, id)
 			}
-		}, setup: sizeDB},
+		}, setup: sizeDB(e.cached)},
 	}
 	if !e.pg {
 		all["a"].Name, all["a"].Desc = "a plain sqlite", "database/sql + modernc sqlite"
 		all["f-a"].Name = "f plain pass"
 		all["b"].Name, all["b"].Desc = "e cachedsql in-process hit", "cachedsql on the in-process cache, every lookup a hit"
-		all["c"] = &Contender{Name: "c floor (in-process get)", Desc: "Cache.GetMulti of the entry key on the in-process cache", setup: sizeDB,
+		all["c"] = &Contender{Name: "c floor (in-process get)", Desc: "Cache.GetMulti of the entry key on the in-process cache", setup: sizeDB(e.plain),
 			newWorker: func() opFunc {
 				keys := make([]string, 1)
 				return func(ctx context.Context, id int) error {
@@ -380,7 +386,7 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 				}
 			}}
 	} else {
-		all["c"] = &Contender{Name: "c floor gomemcache Get", Desc: "gomemcache Get of the entry cachedsql stored (same bytes)", setup: sizeDB,
+		all["c"] = &Contender{Name: "c floor gomemcache Get", Desc: "gomemcache Get of the entry cachedsql stored (same bytes)", setup: sizeDB(e.plain),
 			newWorker: func() opFunc {
 				return func(ctx context.Context, id int) error {
 					it, err := e.mc.Get(entries[id])
@@ -390,7 +396,7 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 					return err
 				}
 			}}
-		all["c2"] = &Contender{Name: "c2 floor GetMulti(entry,gen)", Desc: "gomemcache GetMulti of the entry and its generation shard: the protocol's one read", setup: sizeDB,
+		all["c2"] = &Contender{Name: "c2 floor GetMulti(entry,gen)", Desc: "gomemcache GetMulti of the entry and its generation shard: the protocol's one read", setup: sizeDB(e.plain),
 			newWorker: func() opFunc {
 				keys := make([]string, 2)
 				return func(ctx context.Context, id int) error {
@@ -405,7 +411,7 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 					return err
 				}
 			}}
-		all["d"] = &Contender{Name: "d hand-written aside", Desc: "hand-written cache-aside get(id): gomemcache Get + encoding/json, DB and Set on a miss", setup: sizeDB,
+		all["d"] = &Contender{Name: "d hand-written aside", Desc: "hand-written cache-aside get(id): gomemcache Get + encoding/json, DB and Set on a miss", setup: sizeDB(e.plain),
 			newWorker: func() opFunc {
 				a := e.aside()
 				var u User
@@ -416,13 +422,15 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 					return a.getByID(ctx, id, &u)
 				}
 			}}
-		all["e"] = &Contender{Name: "e cachedsql in-process hit", Desc: "cachedsql on the in-process cache", newWorker: lookup(e.cachedMem, q), setup: sizeDB}
+		all["e"] = &Contender{Name: "e cachedsql in-process hit", Desc: "cachedsql on the in-process cache", newWorker: lookup(e.cachedMem, q), setup: sizeDB(e.cachedMem)}
 		// What the defaults cost: gomemcache keeps 2 idle connections, and
 		// so does database/sql; above that every operation dials.
 		all["b-def"] = &Contender{Name: "b with default pools", Desc: "cachedsql hit, gomemcache MaxIdleConns and database/sql MaxIdleConns left at 2",
 			maxOps: 3000, newWorker: lookup(e.cachedDefaults(), q), setup: func(conc int) {
-				sizeDB(conc)
-				e.mcDefaults.MaxIdleConns = 0
+				e.size(e.defaultsDB, conc)
+				e.defaultsDB.SetMaxOpenConns(0) // database/sql's defaults: unlimited open,
+				e.defaultsDB.SetMaxIdleConns(2) // 2 idle
+				e.mcDefaults.MaxIdleConns = 0   // gomemcache's default: 2 idle
 			}}
 	}
 	var out []*Contender
@@ -471,3 +479,22 @@ func memcacheClient(servers []string, conc int) *memcache.Client {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 1)) }
+
+// size gives db a pool for conc workers (capped by MaxDBConns) and closes
+// the idle connections of every other pool; memcached clients keep conc idle
+// connections.
+func (e *Env) size(db *sql.DB, conc int) {
+	for _, o := range []*sql.DB{e.plain, e.cached, e.cachedMem, e.defaultsDB, e.warmDB} {
+		if o != nil && o != db {
+			o.SetMaxIdleConns(0)
+		}
+	}
+	if db != nil {
+		n := min(conc, e.Cfg.MaxDBConns)
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+	}
+	if e.mc != nil {
+		e.mc.MaxIdleConns = conc
+	}
+}
