@@ -44,6 +44,10 @@
 //     columns' lookups.
 //   - "FROM t x(a, b)" (an alias with column names but without AS) is taken
 //     for a call of x(): a wrong guess costs a cache miss only.
+//   - MySQL is read with the default sql_mode: "..." is a string (not
+//     ANSI_QUOTES), backslashes escape (not NO_BACKSLASH_ESCAPES), || is OR
+//     (not PIPES_AS_CONCAT). PostgreSQL is read with
+//     standard_conforming_strings on, the default since 9.1.
 //   - Schema-qualified built-ins (pg_catalog.lower) are not on the
 //     allowlist, and are reported as calls that may write.
 //   - A plain EXPLAIN of a write is Session: it plans the write, runs

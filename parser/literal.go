@@ -51,7 +51,7 @@ func stringValue(s string, d Dialect) (string, bool) {
 	}
 	if d == MySQL {
 		// MySQL doubles quotes and also escapes them with backslashes.
-		return decodeBackslash(unquote(s)), true
+		return decodeMySQL(unquote(s)), true
 	}
 	return unquote(s), true
 }
@@ -116,6 +116,45 @@ func decodeBackslash(s string) string {
 			} else {
 				b.WriteByte(c)
 			}
+		}
+	}
+	return b.String()
+}
+
+// decodeMySQL decodes MySQL's backslash escapes (with the default sql_mode,
+// no NO_BACKSLASH_ESCAPES): \0 \b \n \r \t \Z and \c for any other c,
+// except that \% and \_ keep their backslash outside LIKE patterns.
+// MySQL has no octal, hex or Unicode escapes.
+func decodeMySQL(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		switch c = s[i]; c {
+		case '0':
+			b.WriteByte(0)
+		case 'b':
+			b.WriteByte('\b')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'Z':
+			b.WriteByte(0x1a)
+		case '%', '_':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
 		}
 	}
 	return b.String()

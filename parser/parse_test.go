@@ -145,3 +145,40 @@ func TestAllocFreeNames(t *testing.T) {
 		t.Errorf("Name() of a lower-case identifier allocates %v times", n)
 	}
 }
+
+// TestStringValues pins the decoding of literal values, which become
+// cache keys: a wrong decoding would file one row under another's key.
+func TestStringValues(t *testing.T) {
+	tests := []struct {
+		lit  string
+		d    Dialect
+		want string
+	}{
+		{`'it''s'`, Postgres, "it's"},
+		{`'a\nb'`, Postgres, `a\nb`}, // standard_conforming_strings
+		{`E'a\nb\x41\101\u00e9\''`, Postgres, "a\nbAAé'"},
+		{`U&'d\0061t\+000061'`, Postgres, "data"},
+		{`$q$it's$q$`, Postgres, "it's"},
+		{`N'x'`, Postgres, "x"},
+		{`'a\'b\\c'`, MySQL, `a'b\c`},
+		{`'\%\_\Z\0'`, MySQL, "\\%\\_\x1a\x00"},
+		{`'\x41\101'`, MySQL, "x41101"},
+		{`"dq"`, MySQL, "dq"},
+		{`'a\nb'`, SQLite, `a\nb`},
+	}
+	for _, tt := range tests {
+		tok := Lex(tt.lit, tt.d)
+		if len(tok) != 1 || tok[0].Kind != String {
+			t.Errorf("Lex(%s) = %v, want one String", tt.lit, tok)
+			continue
+		}
+		if got, ok := stringValue(tok[0].Text, tt.d); !ok || got != tt.want {
+			t.Errorf("value of %s (%v) = %q, want %q", tt.lit, tt.d, got, tt.want)
+		}
+	}
+	for _, bits := range []string{`B'101'`, `X'1F'`} {
+		if _, ok := stringValue(bits, Postgres); ok {
+			t.Errorf("%s: bit strings are not character literals", bits)
+		}
+	}
+}
