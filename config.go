@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults applied to the zero values of Config.
@@ -88,6 +90,16 @@ type Config struct {
 	// Default 10s; at least 2s (memcached's one-second clock); at most 30
 	// days.
 	MarkerTTL time.Duration
+
+	// MeterProvider receives OpenTelemetry metrics: the Stats counters as
+	// observable counters (hits, misses, negative hits, fills, fill races
+	// lost, keys flushed, table bumps, bypasses by reason, cache errors,
+	// lease waits, rule violations, ...), the circuit breaker's state as a
+	// gauge, and each write's flush latency as a histogram; see metrics.go
+	// for the names. Counts are read from the counters at collection time,
+	// so metrics cost nothing per query. Pools of one Driver share one set
+	// of instruments. Nil (the default): no metrics (Stats still works).
+	MeterProvider metric.MeterProvider
 
 	// Logger receives warnings (rule violations, a cache that is down) and
 	// debug lines. Default slog.Default(), looked up when a message is logged.

@@ -86,6 +86,7 @@ func (c *Connector) plannerFor(ctx context.Context, inner driver.Conn) (*planner
 		return nil, err
 	}
 	pl := newPlanner(cat, &c.cfg.Rules)
+	pl.logger = c.cfg.Logger
 	c.planner.Store(pl)
 	return pl, nil
 }

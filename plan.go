@@ -1,10 +1,13 @@
 package cachedsql
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/cachedsql/cachedsql/parser"
 )
@@ -51,6 +54,9 @@ type planner struct {
 	rules   *Rules // the pool's validated rules, for functions and flush_with
 	dialect parser.Dialect
 	plans   *lru[*plan]
+	// logger receives one debug line per plan built (Config.Logger; nil:
+	// slog.Default() at the time of the call).
+	logger *slog.Logger
 }
 
 func newPlanner(cat *catalog, rules *Rules) *planner {
@@ -62,8 +68,48 @@ func (pl *planner) plan(query string) *plan {
 		return p
 	}
 	p := pl.build(query)
+	pl.logPlan(query, p)
 	pl.plans.put(query, p)
 	return p
+}
+
+// logPlan says, at debug level, why a statement is or is not served from
+// the cache and what it flushes: once per plan, not per query.
+func (pl *planner) logPlan(query string, p *plan) {
+	l := pl.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	ctx := context.Background()
+	if !l.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	if len(query) > 200 {
+		query = query[:200] + "..."
+	}
+	attrs := []slog.Attr{slog.String("query", query)}
+	switch {
+	case p.lookup != nil:
+		attrs = append(attrs, slog.Bool("cached", true), slog.String("rule", p.lookup.rule))
+	default:
+		attrs = append(attrs, slog.Bool("cached", false), slog.String("reason", p.reason))
+	}
+	if w := p.write; w != nil {
+		switch {
+		case w.bumpAll:
+			attrs = append(attrs, slog.String("flush", "all cached tables"), slog.String("flush_reason", w.reason))
+		case len(w.bump) > 0:
+			names := make([]string, len(w.bump))
+			for i, t := range w.bump {
+				names[i] = t.qualified()
+			}
+			attrs = append(attrs, slog.String("flush", "tables "+strings.Join(names, ", ")), slog.String("flush_reason", w.reason))
+		}
+		if w.returning != nil {
+			attrs = append(attrs, slog.String("flush_keys", w.returning.table.qualified()+" from RETURNING"))
+		}
+	}
+	l.LogAttrs(ctx, slog.LevelDebug, "cachedsql: plan", attrs...)
 }
 
 func (pl *planner) build(query string) *plan {

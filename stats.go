@@ -86,6 +86,11 @@ type counters struct {
 	releaseRetries atomic.Uint64
 	cacheErrors    atomic.Uint64
 	breakerTrips   atomic.Uint64
+
+	// meters publishes these counters through OpenTelemetry when a pool's
+	// Config has a MeterProvider (metrics.go): read at collection time, so
+	// the atomics above stay the only cost on the hot path.
+	meters meters
 }
 
 func (c *counters) bypass(r BypassReason) {
