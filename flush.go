@@ -198,6 +198,11 @@ type flusher struct {
 	// stopCtx ends background retries when stop is called (tests).
 	stopCtx context.Context
 	stop    context.CancelFunc
+
+	// metrics records flush latency (Config.MeterProvider; nil: none), and
+	// detachMetrics undoes instrument at close. See metrics.go.
+	metrics       *flushMetrics
+	detachMetrics func()
 }
 
 // flushHooks let tests pause a writer where races happen.
@@ -209,7 +214,7 @@ type flushHooks struct {
 // validated configuration is cfg.
 func newFlusher(g *guard, stats *counters, cfg *Config) *flusher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &flusher{
+	f := &flusher{
 		cache:     g,
 		stats:     stats,
 		cfg:       cfg,
@@ -219,6 +224,10 @@ func newFlusher(g *guard, stats *counters, cfg *Config) *flusher {
 		stopCtx:   ctx,
 		stop:      cancel,
 	}
+	f.metrics, f.detachMetrics = stats.instrument(cfg.MeterProvider, g, func(err error) {
+		cfg.logger().Warn("cachedsql: cannot register OpenTelemetry metrics", "error", err)
+	})
+	return f
 }
 
 // longestTTL is the longest any entry may live under cfg.
@@ -247,7 +256,9 @@ func (f *flusher) protect(ctx context.Context, tok token, s *flushSet) error {
 	if s.empty() {
 		return nil
 	}
+	start := f.metrics.start()
 	err := f.protectAll(ctx, tok, s)
+	f.metrics.record(ctx, "protect", start, err)
 	if err != nil {
 		f.stats.flushFailures.Add(1)
 		// Undo in the background: the caller rolls back now, and until the
@@ -388,7 +399,9 @@ func (f *flusher) release(ctx context.Context, tok token, s *flushSet, committed
 
 func (f *flusher) releaseAll(ctx context.Context, tok token, s *flushSet, committed bool) {
 	until := time.Now().Add(f.markerTTL)
+	start := f.metrics.start()
 	failed, err := f.releaseOnce(context.WithoutCancel(ctx), tok, s.targets(), committed)
+	f.metrics.record(ctx, "release", start, err)
 	if committed {
 		f.countReleased(s, failed)
 	}
@@ -615,4 +628,7 @@ func (f *flusher) bypassed(table string) bool {
 func (f *flusher) close() {
 	f.stop()
 	f.bg.Wait()
+	if f.detachMetrics != nil {
+		f.detachMetrics()
+	}
 }
