@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 )
 
 // The SQL side of the write protocol (design brief §2, Write): find what a
@@ -72,22 +73,74 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 // columns returned, adding every key it saw to set. It returns the number
 // of rows the statement wrote.
 func (c *conn) runReturning(ctx context.Context, rp *returningPlan, r runner, set *flushSet) (int64, error) {
-	if rp.preRead != "" {
-		args, ok := pickParams(r.args, rp.preReadParams)
-		if !ok {
-			set.addTable(c.tableGens(rp.table))
-		} else if err := c.eachRow(ctx, rp.preRead, args, func(vals []driver.Value) {
-			c.addRowKeys(set, rp.table, rp.keyCols, vals)
-		}); err != nil {
-			return 0, err
-		}
+	pre, err := c.preRead(ctx, rp, r, set)
+	if err != nil {
+		return 0, err
 	}
 	var n int64
-	err := c.eachRow(ctx, rp.query, r.args, func(vals []driver.Value) {
+	err = c.eachRow(ctx, rp.query, r.args, func(vals []driver.Value) {
 		n++
-		c.addRowKeys(set, rp.table, rp.keyCols, vals[len(vals)-len(rp.keyCols):])
+		c.addReturnedKeys(set, rp, pre, vals[len(vals)-len(rp.keyCols):])
 	})
 	return n, err
+}
+
+// preReadRows are the rows a pre-read locked, by primary key; nil when
+// the statement needs no pre-read.
+type preReadRows map[string]struct{}
+
+// preRead reads and locks the old keys of the rows an UPDATE will re-key,
+// adding them to set.
+func (c *conn) preRead(ctx context.Context, rp *returningPlan, r runner, set *flushSet) (preReadRows, error) {
+	if rp.preRead == "" {
+		return nil, nil
+	}
+	args, ok := pickParams(r.args, rp.preReadParams)
+	if !ok {
+		set.addTable(c.tableGens(rp.table))
+		return nil, nil
+	}
+	seen := preReadRows{}
+	err := c.eachRow(ctx, rp.preRead, args, func(vals []driver.Value) {
+		c.addRowKeys(set, rp.table, rp.keyCols, vals)
+		if id, ok := primaryKeyOf(rp.table, rp.keyCols, vals); ok {
+			seen[id] = struct{}{}
+		}
+	})
+	return seen, err
+}
+
+// addReturnedKeys adds the keys of a row the statement returned. A row the
+// pre-read did not lock (it came to match the WHERE in between, under READ
+// COMMITTED) has old keys nobody read: the table is bumped.
+func (c *conn) addReturnedKeys(set *flushSet, rp *returningPlan, pre preReadRows, vals []driver.Value) {
+	c.addRowKeys(set, rp.table, rp.keyCols, vals)
+	if pre == nil {
+		return
+	}
+	if id, ok := primaryKeyOf(rp.table, rp.keyCols, vals); !ok || !pre.has(id) {
+		set.addTable(c.tableGens(rp.table))
+	}
+}
+
+func (p preReadRows) has(id string) bool {
+	_, ok := p[id]
+	return ok
+}
+
+// primaryKeyOf identifies a row of t by its first key's canonical values.
+func primaryKeyOf(t *tableInfo, cols []string, vals []driver.Value) (string, bool) {
+	k := t.keys[0]
+	args := make([]any, len(k.cols))
+	for i, kc := range k.cols {
+		j := slices.Index(cols, kc.name)
+		if j < 0 || vals[j] == nil {
+			return "", false
+		}
+		args[i] = vals[j]
+	}
+	canon, ok := canonicalKey(k, args)
+	return strings.Join(canon, "\x00"), ok
 }
 
 // eachRow runs query on the wrapped connection and calls f with each row.

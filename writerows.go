@@ -49,22 +49,16 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 		}
 		return nil, err
 	}
-	if rp.preRead != "" {
-		args, ok := pickParams(r.args, rp.preReadParams)
-		if !ok {
-			set.addTable(c.tableGens(rp.table))
-		} else if err := c.eachRow(ctx, rp.preRead, args, func(vals []driver.Value) {
-			c.addRowKeys(set, rp.table, rp.keyCols, vals)
-		}); err != nil {
-			return fail(err)
-		}
+	pre, err := c.preRead(ctx, rp, r, set)
+	if err != nil {
+		return fail(err)
 	}
 	rows, err := c.queryDirect(ctx, rp.query, r.args)
 	if err != nil {
 		return fail(err)
 	}
 	wr := &writeRows{inner: rows, hidden: len(rp.keyCols)}
-	wr.onRow = func(keys []driver.Value) { c.addRowKeys(set, rp.table, rp.keyCols, keys) }
+	wr.onRow = func(keys []driver.Value) { c.addReturnedKeys(set, rp, pre, keys) }
 	wr.onEnd = func(complete bool) error {
 		if !complete {
 			// Closed before the end: the rows not read were written too.
