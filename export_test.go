@@ -60,3 +60,49 @@ func NewMemoryCacheClock(maxBytes int64, now func() time.Time) Cache {
 	m.now = now
 	return m
 }
+
+// BrokenVariant names a deliberately broken protocol for the consistency
+// checker's self-tests (SetBrokenVariant).
+type BrokenVariant = brokenVariant
+
+// The broken variants: each must make the checker report violations.
+const (
+	BrokenNone              = brokenNone
+	BrokenPlainSet          = brokenPlainSet
+	BrokenFlushBeforeCommit = brokenFlushBeforeCommit
+	BrokenLateJoin          = brokenLateJoin
+	BrokenClearOthers       = brokenClearOthers
+	BrokenMergeOldGen       = brokenMergeOldGen
+)
+
+// SetBrokenVariant makes c run broken protocol v (tests of the checker
+// only), keeping any hooks already installed. Call it before c serves
+// anything.
+func SetBrokenVariant(c *Connector, v BrokenVariant) {
+	if c.filler == nil || c.flusher == nil {
+		panic("SetBrokenVariant: connector has no cache")
+	}
+	if c.filler.hooks == nil {
+		c.filler.hooks = &fillHooks{}
+	}
+	c.filler.hooks.broken = v
+	if c.flusher.hooks == nil {
+		c.flusher.hooks = &flushHooks{}
+	}
+	c.flusher.hooks.broken = v
+}
+
+// SetFlushHooks installs the flusher's test hooks on c, keeping its broken
+// variant: afterProtect runs after a write's markers are recorded, before
+// COMMIT; beforeRelease after COMMIT, before they are cleared. Either may
+// be nil. Call it before c serves anything.
+func SetFlushHooks(c *Connector, afterProtect, beforeRelease func()) {
+	if c.flusher == nil {
+		panic("SetFlushHooks: connector has no cache")
+	}
+	if c.flusher.hooks == nil {
+		c.flusher.hooks = &flushHooks{}
+	}
+	c.flusher.hooks.afterProtect = afterProtect
+	c.flusher.hooks.beforeRelease = beforeRelease
+}

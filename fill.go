@@ -46,7 +46,31 @@ type filler struct {
 type fillHooks struct {
 	beforeQuery func(entryKey string) // leader, flight closed, before the database query
 	beforeCas   func(entryKey string) // after the database read, before the cas
+
+	// broken selects a deliberately broken protocol (brokenVariant), so
+	// the consistency checker's tests can prove that it detects each
+	// defect. It lives here, behind the nil hooks pointer production code
+	// already tests, so it costs the production path nothing more than
+	// that one predictable branch.
+	broken brokenVariant
 }
+
+// brokenVariant names a deliberately broken version of the protocol, for
+// the consistency checker's self-tests only (export_test.go). The zero
+// value is the real protocol.
+type brokenVariant uint8
+
+const (
+	brokenNone              brokenVariant = iota
+	brokenPlainSet                        // fill with plain set: no lease, no cas
+	brokenFlushBeforeCommit               // clear the markers before COMMIT
+	brokenLateJoin                        // keep a flight open to late joiners
+	brokenClearOthers                     // a writer's clear removes other writers' tombstones
+	brokenMergeOldGen                     // merge a shape into an entry of an old generation
+)
+
+// brokenAs reports whether hooks select variant v (nil hooks: never).
+func (h *fillHooks) brokenAs(v brokenVariant) bool { return h != nil && h.broken == v }
 
 // errLeaseHeld tells a flight's callers that another process leads the fill.
 var errLeaseHeld = errors.New("cachedsql: lease held elsewhere")
@@ -189,6 +213,9 @@ func (f *filler) lead(ctx context.Context, l *lookup, gen string, cleared uint64
 // cas id cleared (never added over it: a writer's tombstone may have
 // replaced it since).
 func (f *filler) fillAbsent(ctx context.Context, l *lookup, gen string, cleared uint64, flightKey string, query queryFunc) (*result, error) {
+	if f.hooks != nil && f.hooks.broken == brokenPlainSet {
+		return f.brokenSetFill(ctx, l, gen, flightKey, query)
+	}
 	tok := newToken()
 	var err error
 	if cleared == 0 {
@@ -216,7 +243,9 @@ func (f *filler) fillAbsent(ctx context.Context, l *lookup, gen string, cleared 
 	if f.hooks != nil && f.hooks.beforeQuery != nil {
 		f.hooks.beforeQuery(l.entryKey)
 	}
-	f.flight.Forget(flightKey)
+	if !f.hooks.brokenAs(brokenLateJoin) {
+		f.flight.Forget(flightKey)
+	}
 	f.stats.misses.Add(1)
 	res, err := query(ctx)
 	if err != nil {
@@ -250,8 +279,41 @@ func (f *filler) refill(ctx context.Context, l *lookup, st snapshot, query query
 	base := st.entry
 	if base == nil {
 		base = &entry{gen: st.gen}
+		if f.hooks.brokenAs(brokenMergeOldGen) {
+			if old, err := decodeEntry(st.item.Value); err == nil {
+				old.gen = st.gen // the defect: old shapes pass as current
+				base = old
+			}
+		}
 	}
 	f.store(ctx, l, base, res, st.item.CasID)
+	return res, nil
+}
+
+// brokenSetFill is brokenPlainSet's fill (tests only): query, then store
+// with a plain set, which can overwrite a writer's marker with a row read
+// before its commit.
+func (f *filler) brokenSetFill(ctx context.Context, l *lookup, gen string, flightKey string, query queryFunc) (*result, error) {
+	f.flight.Forget(flightKey)
+	f.stats.misses.Add(1)
+	res, err := query(ctx)
+	if err != nil || res.rowCount() > 1 {
+		return res, err
+	}
+	if ok, _ := res.cacheable(); !ok {
+		return res, nil
+	}
+	e := (&entry{gen: gen}).with(l.shape, res)
+	value, err := e.encode()
+	if err != nil {
+		return res, nil
+	}
+	if f.hooks.beforeCas != nil {
+		f.hooks.beforeCas(l.entryKey)
+	}
+	if f.cache.set(ctx, &Item{Key: l.entryKey, Value: value, TTL: l.ttl}) == nil {
+		f.stats.fills.Add(1)
+	}
 	return res, nil
 }
 

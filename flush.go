@@ -208,6 +208,12 @@ type flusher struct {
 // flushHooks let tests pause a writer where races happen.
 type flushHooks struct {
 	beforeRelease func() // after COMMIT, before the release's first attempt
+	afterProtect  func() // after a successful protect, before COMMIT
+
+	// broken selects a deliberately broken protocol, for the consistency
+	// checker's self-tests (see fillHooks.broken): behind the nil hooks
+	// pointer, it costs production one predictable branch.
+	broken brokenVariant
 }
 
 // newFlusher returns the flusher of a connector whose cache is g and whose
@@ -259,6 +265,14 @@ func (f *flusher) protect(ctx context.Context, tok token, s *flushSet) error {
 	start := f.metrics.start()
 	err := f.protectAll(ctx, tok, s)
 	f.metrics.record(ctx, "protect", start, err)
+	if err == nil && f.hooks != nil {
+		if f.hooks.broken == brokenFlushBeforeCommit {
+			f.releaseAll(ctx, tok, s, true) // the defect: cleared before COMMIT
+		}
+		if f.hooks.afterProtect != nil {
+			f.hooks.afterProtect()
+		}
+	}
 	if err != nil {
 		f.stats.flushFailures.Add(1)
 		// Undo in the background: the caller rolls back now, and until the
@@ -391,8 +405,13 @@ func (f *flusher) release(ctx context.Context, tok token, s *flushSet, committed
 	if s.empty() {
 		return
 	}
-	if f.hooks != nil && f.hooks.beforeRelease != nil {
-		f.hooks.beforeRelease()
+	if f.hooks != nil {
+		if f.hooks.broken == brokenFlushBeforeCommit {
+			return // released in protect
+		}
+		if f.hooks.beforeRelease != nil {
+			f.hooks.beforeRelease()
+		}
 	}
 	f.releaseAll(ctx, tok, s, committed)
 }
@@ -528,6 +547,9 @@ func (f *flusher) releaseKey(ctx context.Context, tok token, key string, it *Ite
 	}
 	if ts, ok := tombstoneTokens(it); ok {
 		rest := slices.DeleteFunc(slices.Clone(ts), func(t token) bool { return t == tok })
+		if f.hooks != nil && f.hooks.broken == brokenClearOthers && committed {
+			rest = nil // the defect: every writer's tombstone goes with ours
+		}
 		switch {
 		case len(rest) == len(ts):
 			return nil // another writer's: it clears it, or it expires

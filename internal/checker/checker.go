@@ -1,0 +1,327 @@
+// Package checker checks a history of reads and writes against a cache's
+// consistency guarantee (design brief G4): once a write is acknowledged,
+// every read that starts afterwards sees it or a later write.
+//
+// The unit is a key: a value that finds at most one row (a primary key, a
+// natural key, a composite key). Its state is the version of the row that
+// holds it, or absent (0). Writes are transactions; what each committed one
+// did to each key comes from the database (a log the writes fill in their
+// own transactions), so the checker never trusts a writer's belief about
+// what it wrote. Writers tag their writes with the versions they produced
+// (and deleted), which ties a client's acknowledgement to a commit.
+//
+// Three checks, from cheap and explicit to exhaustive:
+//
+//   - phantom: a read saw a version no committed write produced;
+//   - stale: a read that started after write W was acknowledged saw a
+//     value whose every possible writer was acknowledged before W started
+//     (an older version, or absent although the row exists, or a row
+//     although it was deleted or renamed away);
+//   - linearizability: each key's sub-history against a register model
+//     (porcupine), which finds what the pairwise check cannot.
+//
+// Lost and duplicated writes: an acknowledged write whose tags are not in
+// the log, and a tag in the log twice.
+package checker
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Never is the acknowledgement time of a write that was never acknowledged.
+const Never = math.MaxInt64
+
+// Write is one write as its client saw it: a transaction or an autocommit
+// statement. Times are UnixNano on one machine's clock.
+type Write struct {
+	Proc  int
+	Kind  string
+	Start int64
+	// End is when it was acknowledged (Commit, Exec or Rows.Close
+	// returned nil); Never if it failed, its outcome is unknown, or its
+	// process died.
+	End  int64
+	Tags []string // "v<version>" written, "d<version>" deleted
+}
+
+// Read is one lookup by key as its client saw it.
+type Read struct {
+	Proc  int
+	Key   string
+	Start int64
+	End   int64
+	Value int64  // the version seen; 0: absent
+	Err   string // non-empty: the read failed (it is not checked, but counted)
+}
+
+// Commit is one committed transaction, from the database's log.
+type Commit struct {
+	Tx   string
+	Tags []string
+	// Effects is what it left at each key it touched: the version of the
+	// row now holding the key, or 0 when it left the key absent.
+	Effects map[string]int64
+}
+
+// History is everything a run produced.
+type History struct {
+	Writes  []Write
+	Reads   []Read
+	Commits []Commit
+	// Initial holds each key's value before the run (absent keys: 0), as
+	// if written by one write acknowledged before any operation started.
+	Initial map[string]int64
+}
+
+// Violation is one broken guarantee.
+type Violation struct {
+	Kind   string // phantom, stale, lost, duplicated, linearizability
+	Key    string
+	Detail string
+}
+
+func (v Violation) String() string { return v.Kind + " " + v.Key + ": " + v.Detail }
+
+// Result is what Check found.
+type Result struct {
+	Reads, FailedReads     int
+	Writes, AckedWrites    int
+	Commits, Unclaimed     int // commits, and those no client write claimed
+	Keys                   int
+	Violations             []Violation
+	LinearizabilityUnknown int // keys porcupine gave up on (timeout)
+	Elapsed                time.Duration
+}
+
+// Summary is a one-line account of r.
+func (r *Result) Summary() string {
+	kinds := map[string]int{}
+	for _, v := range r.Violations {
+		kinds[v.Kind]++
+	}
+	var ks []string
+	for k, n := range kinds {
+		ks = append(ks, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(ks)
+	return fmt.Sprintf("reads %d (failed %d), writes %d (acknowledged %d), commits %d (unclaimed %d), keys %d, violations %d [%s], porcupine unknown %d, checked in %v",
+		r.Reads, r.FailedReads, r.Writes, r.AckedWrites, r.Commits, r.Unclaimed, r.Keys, len(r.Violations), strings.Join(ks, " "), r.LinearizabilityUnknown, r.Elapsed.Round(time.Millisecond))
+}
+
+// keyWrite is a committed write's effect on one key.
+type keyWrite struct {
+	start, end int64
+	value      int64
+	tx         string
+	who        string // the acknowledged writer: process and kind
+}
+
+// regOp is a porcupine input: a write of value, or a read.
+type regOp struct {
+	key   string
+	write bool
+	value int64
+}
+
+// Check checks h. timeout bounds the linearizability search (all keys).
+func Check(h *History, timeout time.Duration) *Result {
+	began := time.Now()
+	r := &Result{Reads: len(h.Reads), Writes: len(h.Writes), Commits: len(h.Commits)}
+	for _, w := range h.Writes {
+		if w.End != Never {
+			r.AckedWrites++
+		}
+	}
+	// Tie tags to commits.
+	tagCommit := map[string]int{}
+	for i, c := range h.Commits {
+		for _, t := range c.Tags {
+			if j, dup := tagCommit[t]; dup {
+				r.Violations = append(r.Violations, Violation{"duplicated", t,
+					fmt.Sprintf("in commits %s and %s", h.Commits[j].Tx, c.Tx)})
+				continue
+			}
+			tagCommit[t] = i
+		}
+	}
+	// Several writes may carry one tag: every attempt to delete a version
+	// carries its "d" tag, and only one can have deleted it. The one
+	// acknowledged claims the commit; if none was, the commit spans from
+	// the first attempt's start to the end (its writer is unknown).
+	claims := make([][]*Write, len(h.Commits))
+	for i := range h.Writes {
+		w := &h.Writes[i]
+		seen := map[int]bool{}
+		for _, t := range w.Tags {
+			ci, ok := tagCommit[t]
+			switch {
+			case !ok && w.End != Never:
+				r.Violations = append(r.Violations, Violation{"lost", t,
+					fmt.Sprintf("%s by process %d acknowledged at %d, not in the database", w.Kind, w.Proc, w.End)})
+			case ok && !seen[ci]:
+				seen[ci] = true
+				claims[ci] = append(claims[ci], w)
+			}
+		}
+	}
+	span := make([][2]int64, len(h.Commits))
+	who := make([]string, len(h.Commits))
+	for ci, ws := range claims {
+		span[ci] = [2]int64{0, Never}
+		var acked []*Write
+		for j, w := range ws {
+			if j == 0 || w.Start < span[ci][0] {
+				span[ci][0] = w.Start
+			}
+			if w.End != Never {
+				acked = append(acked, w)
+			}
+		}
+		switch {
+		case len(ws) == 0:
+			r.Unclaimed++
+		case len(acked) == 1:
+			span[ci] = [2]int64{acked[0].Start, acked[0].End}
+			who[ci] = fmt.Sprintf("process %d %s", acked[0].Proc, acked[0].Kind)
+		case len(acked) > 1:
+			r.Violations = append(r.Violations, Violation{"duplicated", h.Commits[ci].Tx,
+				fmt.Sprintf("commit claimed by %d acknowledged writes", len(acked))})
+		}
+	}
+	// Each key's writes: the initial state, then every commit.
+	writes := map[string][]keyWrite{}
+	for k, v := range h.Initial {
+		writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: v, tx: "initial"})
+	}
+	for i, c := range h.Commits {
+		start, end := span[i][0], span[i][1]
+		for k, v := range c.Effects {
+			if _, ok := writes[k]; !ok {
+				writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: 0, tx: "initial"})
+			}
+			writes[k] = append(writes[k], keyWrite{start: start, end: end, value: v, tx: c.Tx, who: who[i]})
+		}
+	}
+	reads := map[string][]*Read{}
+	for i := range h.Reads {
+		rd := &h.Reads[i]
+		if rd.Err != "" {
+			r.FailedReads++
+			continue
+		}
+		if _, ok := writes[rd.Key]; !ok {
+			writes[rd.Key] = append(writes[rd.Key], keyWrite{start: 0, end: 1, value: 0, tx: "initial"})
+		}
+		reads[rd.Key] = append(reads[rd.Key], rd)
+	}
+	r.Keys = len(writes)
+
+	var ops []porcupine.Operation
+	for k, ws := range writes {
+		// superseded[i]: the earliest acknowledgement of a write that
+		// started after ws[i] was acknowledged (Never: none).
+		superseded := make([]int64, len(ws))
+		by := make([]int, len(ws))
+		for i, y := range ws {
+			superseded[i] = Never
+			if y.end == Never {
+				continue
+			}
+			for j, w := range ws {
+				if w.start > y.end && w.end < superseded[i] {
+					superseded[i], by[i] = w.end, j
+				}
+			}
+		}
+		byValue := map[int64][]int{}
+		for i, w := range ws {
+			byValue[w.value] = append(byValue[w.value], i)
+			ops = append(ops, porcupine.Operation{Input: regOp{key: k, write: true, value: w.value}, Call: w.start, Return: w.end, Output: int64(0)})
+		}
+		for _, rd := range reads[k] {
+			ops = append(ops, porcupine.Operation{ClientId: rd.Proc, Input: regOp{key: k}, Call: rd.Start, Return: rd.End, Output: rd.Value})
+			cands := byValue[rd.Value]
+			if len(cands) == 0 {
+				r.Violations = append(r.Violations, Violation{"phantom", k,
+					fmt.Sprintf("process %d read version %d [%d, %d]: no committed write produced it here", rd.Proc, rd.Value, rd.Start, rd.End)})
+				continue
+			}
+			latest, li := int64(0), 0 // the latest supersession among the candidates
+			for _, i := range cands {
+				if superseded[i] >= latest {
+					latest, li = superseded[i], i
+				}
+			}
+			if latest < rd.Start {
+				what := fmt.Sprintf("version %d", rd.Value)
+				if rd.Value == 0 {
+					what = "absent"
+				}
+				r.Violations = append(r.Violations, Violation{"stale", k,
+					fmt.Sprintf("process %d read %s [%d, %d], %v after commit %s [%d, %d] (%s, value %d) replaced it (written by %s [%d, %d] %s)",
+						rd.Proc, what, rd.Start, rd.End, time.Duration(rd.Start-latest),
+						ws[by[li]].tx, ws[by[li]].start, ws[by[li]].end, ws[by[li]].who, ws[by[li]].value, ws[li].tx, ws[li].start, ws[li].end, ws[li].who)})
+			}
+		}
+	}
+	model := porcupine.Model{
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			by := map[string][]porcupine.Operation{}
+			for _, op := range history {
+				k := op.Input.(regOp).key
+				by[k] = append(by[k], op)
+			}
+			out := make([][]porcupine.Operation, 0, len(by))
+			for _, p := range by {
+				out = append(out, p)
+			}
+			return out
+		},
+		Init: func() any { return int64(-1) },
+		Step: func(state, input, output any) (bool, any) {
+			in := input.(regOp)
+			if in.write {
+				return true, in.value
+			}
+			return output.(int64) == state.(int64), state
+		},
+	}
+	res, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
+	switch res {
+	case porcupine.Illegal:
+		// Name the keys whose partitions failed: re-check them one by one,
+		// cheaply (the failing ones are usually few).
+		bad := illegalKeys(model, ops, info)
+		for _, k := range bad {
+			r.Violations = append(r.Violations, Violation{"linearizability", k, "no order of this key's reads and writes agrees with their times"})
+		}
+		if len(bad) == 0 {
+			r.Violations = append(r.Violations, Violation{"linearizability", "?", "the history is not linearizable"})
+		}
+	case porcupine.Unknown:
+		r.LinearizabilityUnknown++
+	}
+	r.Elapsed = time.Since(began)
+	return r
+}
+
+// illegalKeys re-checks each key alone and returns those that fail.
+func illegalKeys(model porcupine.Model, ops []porcupine.Operation, _ porcupine.LinearizationInfo) []string {
+	parts := model.Partition(ops)
+	var bad []string
+	single := model
+	single.Partition = nil
+	for _, p := range parts {
+		if porcupine.CheckOperationsTimeout(single, p, 5*time.Second) == porcupine.Illegal {
+			bad = append(bad, p[0].Input.(regOp).key)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
