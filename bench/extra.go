@@ -82,10 +82,12 @@ func (e *Env) memory(ctx context.Context) (*Memory, error) {
 		db.SetMaxOpenConns(8)
 		db.SetMaxIdleConns(8)
 		// Open the pool's connections before measuring the heap.
-		var u User
 		errs := make(chan error, 8)
 		for range 8 {
-			go func() { errs <- scanUser(db.QueryRowContext(cachedsql.NoCache(ctx), e.byID, 1), &u, 1) }()
+			go func() {
+				var u User
+				errs <- scanUser(db.QueryRowContext(cachedsql.NoCache(ctx), e.byID, 1), &u, 1)
+			}()
 		}
 		for range 8 {
 			if err := <-errs; err != nil {
