@@ -12,12 +12,16 @@ import (
 // flight's leader after it holds its lease, before it closes the flight and
 // queries the database; beforeCas runs after the database read, before the
 // cas that stores the result. Either may be nil. Call it before c serves
-// any lookup.
+// any lookup. A broken variant already set (SetBrokenVariant) is kept.
 func SetFillHooks(c *Connector, beforeQuery, beforeCas func(entryKey string)) {
 	if c.filler == nil {
 		panic("SetFillHooks: connector has no cache")
 	}
-	c.filler.hooks = &fillHooks{beforeQuery: beforeQuery, beforeCas: beforeCas}
+	if c.filler.hooks == nil {
+		c.filler.hooks = &fillHooks{}
+	}
+	c.filler.hooks.beforeQuery = beforeQuery
+	c.filler.hooks.beforeCas = beforeCas
 }
 
 // LookupKeys returns the entry key and generation key a lookup of query
