@@ -3,7 +3,6 @@ package cachedsql
 import (
 	"context"
 	"database/sql/driver"
-	"slices"
 
 	"github.com/cachedsql/cachedsql/parser"
 )
@@ -90,7 +89,7 @@ func (c *conn) execPlanned(ctx context.Context, p *plan, r runner) (driver.Resul
 	case end == txEndRollback:
 		c.pending = nil
 	}
-	w := p.write.forArgs(r.args).forCatalog()
+	w := p.write.forArgs(r.args)
 	if !w.needed() {
 		return r.exec(ctx)
 	}
@@ -123,24 +122,9 @@ func (c *conn) queryPlanned(ctx context.Context, p *plan, r runner) (driver.Rows
 			return rows, err
 		}
 	}
-	w := p.write.forArgs(r.args).forCatalog()
+	w := p.write.forArgs(r.args)
 	if !w.needed() {
 		return r.queryRows(ctx)
 	}
 	return c.queryWrite(ctx, w, r, wasInTx)
-}
-
-// forCatalog drops the RETURNING rewrite of a write to a table whose
-// catalog was not read (a generic driver, such as go-sqlmock): the keys it
-// returns could only bump the table (see addRowKeys), while the rewrite
-// turns the caller's Exec into a Query with an appended RETURNING inside a
-// transaction of cachedsql's own, on a database not known to be
-// PostgreSQL. The table is bumped instead, and the statement runs as sent.
-func (w *writePlan) forCatalog() *writePlan {
-	if w == nil || w.returning == nil || w.returning.table.validated {
-		return w
-	}
-	b := &writePlan{bump: slices.Clone(w.bump), bumpAll: w.bumpAll, reason: "the catalog was not read (generic driver)"}
-	b.addBump(w.returning.table, b.reason)
-	return b
 }

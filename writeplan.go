@@ -177,7 +177,10 @@ func (pl *planner) addReturning(w *writePlan, query string, st *parser.Statement
 		pl.addFunctionBumps(w, st)
 		return true // not a cached table; dependents handled
 	}
-	if pl.dialect != parser.Postgres || t.ReturningAt < 0 || query == "" || st.Explained || pl.callsWritingFunction(st) {
+	// RETURNING keys are exact only where the catalog typed the key
+	// columns: without it (generic drivers such as go-sqlmock) the write
+	// runs as sent and bumps its table.
+	if pl.dialect != parser.Postgres || !ti.validated || t.ReturningAt < 0 || query == "" || st.Explained || pl.callsWritingFunction(st) {
 		return false
 	}
 	switch t.Op {
