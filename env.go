@@ -17,6 +17,10 @@ const (
 	EnvNamespace = "CACHEDSQL_NAMESPACE" // added to the default namespace
 )
 
+// envMemcacheIdleConns sizes the memcached pool of the environment-configured
+// driver.
+const envMemcacheIdleConns = 64
+
 // configFromEnv builds the Config of the init-registered driver. Errors name
 // the variable at fault.
 func configFromEnv() (Config, error) {
@@ -63,5 +67,11 @@ func parseCacheSpec(spec string) (Cache, error) {
 	if err := servers.SetServers(addrs...); err != nil {
 		return nil, err
 	}
-	return Memcache(memcache.NewFromSelector(&servers)), nil
+	client := memcache.NewFromSelector(&servers)
+	// This client is ours: size it for a pool's concurrency (gomemcache
+	// dials a new connection per operation above MaxIdleConns, default 2),
+	// and let its own timeout bound each operation (see Memcache).
+	client.MaxIdleConns = envMemcacheIdleConns
+	client.Timeout = DefaultCacheTimeout
+	return Memcache(client), nil
 }
