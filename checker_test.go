@@ -47,7 +47,6 @@ var checkerLong = flag.Bool("checker.long", false, "run the consistency checker 
 
 const ckChildEnv = "CACHEDSQL_CHECKER_CHILD"
 
-
 // ckConns bounds each process's cachedsql pool: PostgreSQL's 100
 // connections are shared with the rest of the suite.
 const ckConns = 10
