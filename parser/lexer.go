@@ -362,16 +362,21 @@ func (l *lexer) question() (TokenKind, int) {
 func (l *lexer) operator() {
 	s := l.src
 	start := l.pos
-	for l.pos < len(s) && isOpChar(s[l.pos], l.d) {
+	if l.d != Postgres {
+		// MySQL and SQLite have a fixed operator set; take the longest one.
+		// Look no further than it: scanning the whole run of operator bytes
+		// for each one-byte operator made "~~~..." quadratic.
+		l.pos = start + fixedOpLen(s[start:min(start+3, len(s))])
+		return
+	}
+	// Operator names are at most 63 bytes (NAMEDATALEN); the bound also
+	// keeps "+-+-+-...", which is cut back to "+", from making lexing
+	// quadratic.
+	for l.pos < len(s) && l.pos-start < 63 && isOpChar(s[l.pos], l.d) {
 		if l.pos > start && (s[l.pos] == '-' && l.peek(1) == '-' || s[l.pos] == '/' && l.peek(1) == '*') {
 			break
 		}
 		l.pos++
-	}
-	if l.d != Postgres {
-		// MySQL and SQLite have a fixed operator set; take the longest one.
-		l.pos = start + fixedOpLen(s[start:l.pos])
-		return
 	}
 	op := s[start:l.pos]
 	if len(op) > 1 && !strings.ContainsAny(op, "~!@#%^&|`?") {

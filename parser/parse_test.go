@@ -3,6 +3,7 @@ package parser
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMalformed: malformed input is Unknown with a reason and a position,
@@ -179,6 +180,28 @@ func TestStringValues(t *testing.T) {
 	for _, bits := range []string{`B'101'`, `X'1F'`} {
 		if _, ok := stringValue(bits, Postgres); ok {
 			t.Errorf("%s: bit strings are not character literals", bits)
+		}
+	}
+}
+
+// TestLexLinear: 256 KB of any one lexical class lexes and parses in
+// linear time in every dialect. The bound is loose (shared, loaded CI
+// machines); a quadratic scan, as the fuzzer once found for runs of
+// operator bytes in MySQL, takes minutes here.
+func TestLexLinear(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large inputs")
+	}
+	classes := []string{"(", ")", "~", "<", "-", "+-", "$a", "$a$", "$1", "?", "?1", ":a", "@a", "@@", "'", "''",
+		"\"", "`", "[", "/*", "*/", "--\n", "#\n", "a", "1.", "0x", "E'", "U&'", " ", "\xff", "\\", ";"}
+	for _, c := range classes {
+		for _, d := range []Dialect{Postgres, MySQL, SQLite} {
+			s := strings.Repeat(c, (256<<10)/len(c))
+			start := time.Now()
+			Parse(s, d)
+			if el := time.Since(start); el > 10*time.Second {
+				t.Errorf("%q × %d (%v): %v", c, len(s)/len(c), d, el)
+			}
 		}
 	}
 }
