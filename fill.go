@@ -81,7 +81,6 @@ type queryFunc func(context.Context) (*result, error)
 // read returns the result of l, from the cache when it can and from the
 // database otherwise. Cache failures never reach the caller.
 func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result, error) {
-	query = f.checkRows(l, query)
 	st, err := f.readCache(ctx, l)
 	if err != nil {
 		f.stats.misses.Add(1)
@@ -102,7 +101,6 @@ func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result,
 // readFresh queries the database whatever the cache holds, then stores the
 // result where the protocol allows (Fresh).
 func (f *filler) readFresh(ctx context.Context, l *lookup, query queryFunc) (*result, error) {
-	query = f.checkRows(l, query)
 	st, err := f.readCache(ctx, l)
 	switch {
 	case err != nil || st.gen == "" || (st.state != stateAbsent && st.state != stateCleared && st.state != stateValue):
@@ -346,21 +344,18 @@ func (f *filler) waitAndRead(ctx context.Context, l *lookup, query queryFunc) (*
 	return query(ctx)
 }
 
-// checkRows wraps a lookup's database query: a lookup that returns more
-// than one row breaks its rule, whichever path sent it to the database
-// (a fill, a wait that gave up, a failed cache read), so it is reported
-// here, and store refuses to cache it.
-func (f *filler) checkRows(l *lookup, query queryFunc) queryFunc {
-	return func(ctx context.Context) (*result, error) {
-		res, err := query(ctx)
-		if err == nil && res.rowCount() > 1 {
-			f.stats.ruleViolations.Add(1)
-			if _, dup := f.warned.LoadOrStore(l.rule, struct{}{}); !dup {
-				f.cfg.logger().Warn("cachedsql: a cached lookup returned more than one row: the key is not unique; nothing was cached",
-					"rule", l.rule)
-			}
-		}
-		return res, err
+// checkRows reports a lookup that returned more than one row: it breaks
+// its rule, whichever path sent it to the database (a fill, a wait that
+// gave up, a failed cache read), and store refuses to cache it. The
+// driver's query function calls it on every database result.
+func (f *filler) checkRows(l *lookup, res *result) {
+	if res.rowCount() <= 1 {
+		return
+	}
+	f.stats.ruleViolations.Add(1)
+	if _, dup := f.warned.LoadOrStore(l.rule, struct{}{}); !dup {
+		f.cfg.logger().Warn("cachedsql: a cached lookup returned more than one row: the key is not unique; nothing was cached",
+			"rule", l.rule)
 	}
 }
 

@@ -41,27 +41,19 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		st.bypass(BypassStandby)
 		l.canFill = false
 	}
+	f := c.cn.filler
 	q := func(ctx context.Context) (*result, error) {
-		if pc != nil {
-			return materializePgx(ctx, pc, query, args)
+		res, err := c.materialize(ctx, pc, query, args, si)
+		if err == nil {
+			f.checkRows(l, res)
 		}
-		var inner driver.Rows
-		var err error
-		if si != nil {
-			inner, err = si.innerQuery(ctx, args)
-		} else {
-			inner, err = c.passQuery(ctx, query, args)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return materializeRows(inner)
+		return res, err
 	}
 	var res *result
 	if mode == modeFresh {
-		res, err = c.cn.filler.readFresh(ctx, l, q)
+		res, err = f.readFresh(ctx, l, q)
 	} else {
-		res, err = c.cn.filler.read(ctx, l, q)
+		res, err = f.read(ctx, l, q)
 	}
 	if err != nil {
 		return nil, true, err
@@ -71,6 +63,26 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		m = pc.TypeMap()
 	}
 	return res.replay(m), true, nil
+}
+
+// materialize runs a lookup on the database and reads its rows: through
+// pgx directly when the connection is pgx's (so the raw values can be
+// cached and replayed exactly), else through the wrapped driver.
+func (c *conn) materialize(ctx context.Context, pc *pgx.Conn, query string, args []driver.NamedValue, si *stmt) (*result, error) {
+	if pc != nil {
+		return materializePgx(ctx, pc, query, args)
+	}
+	var inner driver.Rows
+	var err error
+	if si != nil {
+		inner, err = si.innerQuery(ctx, args)
+	} else {
+		inner, err = c.passQuery(ctx, query, args)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return materializeRows(inner)
 }
 
 // resolveLookup turns a plan and its arguments into cache keys; false when
