@@ -246,12 +246,12 @@ func (p *parser) isDML(i, hi int) bool {
 // followedBy reports whether keyword kw comes after i within a few tokens
 // that are only names, dots, commas or "*", as in a table reference.
 func (p *parser) followedBy(i, hi int, kw string) bool {
-	for j := i; j < hi && j < i+8; j++ {
+	for j := i; j < hi && j < i+16; j++ {
 		t := p.toks[j]
 		switch {
 		case t.is(kw):
 			return j > i
-		case isName(t) && !t.is("in") && !t.is("is") && !t.is("between") && !t.is("like") && !t.is("and") && !t.is("or"),
+		case isName(t) && !t.is("in") && !t.is("is") && !t.is("and") && !t.is("or"), // reserved: no table has these names
 			t.isPunct("."), t.isPunct(","), t.isPunct("*"):
 		default:
 			return false

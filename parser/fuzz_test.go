@@ -194,6 +194,10 @@ func check(t *testing.T, sql string, d Dialect, st *Statement) {
 	}
 }
 
+// pgReserved are PostgreSQL reserved words that cannot name a table.
+var pgReserved = map[string]bool{"set": true, "is": true, "in": true, "and": true, "or": true, "not": true,
+	"null": true, "true": true, "false": true, "as": true}
+
 // updateTarget matches "[ONLY] name [. name] [*] [[AS] alias] SET".
 func updateTarget(toks []Token) bool {
 	i := 0
@@ -205,7 +209,7 @@ func updateTarget(toks []Token) bool {
 		return false
 	}
 	name := func() bool {
-		if i < len(toks) && (toks[i].Kind == Ident || toks[i].Kind == QuotedIdent) && !strings.EqualFold(toks[i].Text, "set") {
+		if i < len(toks) && (toks[i].Kind == QuotedIdent || toks[i].Kind == Ident && !pgReserved[strings.ToLower(toks[i].Text)]) {
 			i++
 			return true
 		}
@@ -215,7 +219,13 @@ func updateTarget(toks []Token) bool {
 	if !name() {
 		return false
 	}
-	for i+1 < len(toks) && toks[i].Text == "." && name() {
+	for range 2 { // schema.table, db.schema.table
+		if i+1 < len(toks) && toks[i].Text == "." {
+			i++
+			if !name() {
+				return false
+			}
+		}
 	}
 	if i < len(toks) && toks[i].Text == "*" {
 		i++
