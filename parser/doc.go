@@ -54,4 +54,13 @@
 //     nothing. PREPARE is Session too; the EXECUTE that runs it is Unknown.
 //   - Functions lists the calls found in the clauses the recognizer reads;
 //     for Unknown statements it may be incomplete.
+//
+// # Testing
+//
+//	go test ./parser/...                      # golden cases, examples, malformed input
+//	go test ./parser -run TestGolden -update  # rewrite testdata/golden; review the diff by hand
+//	go test ./parser -run XXX -fuzz FuzzLex -fuzztime 5m -parallel 1
+//	go test ./parser -run XXX -fuzz FuzzParse -fuzztime 5m -parallel 1
+//	go test ./parser -run XXX -bench . -benchmem
+//	cd parser/oracle && go test ./...         # differential test against PostgreSQL's parser (cgo)
 package parser
