@@ -9,9 +9,11 @@ import (
 
 // Checking statements without a database: `cachedsql check` asks the same
 // planner the driver uses what it would do with each statement, on a
-// catalog built from the rules alone (as for drivers whose catalog cannot
-// be read: no column types, so key columns are compared by Go type and
-// casts on key values are not known to keep them).
+// catalog built from the rules alone. The tables are taken to exist as the
+// rules say, as the driver finds them when it reads PostgreSQL's or
+// SQLite's catalog (so writes plan their RETURNING flush as they do
+// there), but column types are unknown: casts on key values are not known
+// to keep them. MySQL has no catalog reader, so there writes bump.
 
 // Kinds of CheckResult.
 const (
@@ -232,7 +234,8 @@ func parseDialect(name string) (parser.Dialect, error) {
 // checkCatalog builds a catalog from rules alone, as loadGeneric does for
 // drivers whose catalog cannot be read: tables resolve by the rule's name
 // (a rule without a schema matches the table in any schema), key columns
-// have no type (kindUnknown).
+// have no type (kindUnknown). Tables are marked validated, as a catalog
+// read would mark them, for the dialects whose catalog the driver reads.
 func checkCatalog(rules Rules, dialect parser.Dialect) *catalog {
 	cfg := &Config{Rules: rules}
 	c := &catalog{
@@ -246,6 +249,7 @@ func checkCatalog(rules Rules, dialect parser.Dialect) *catalog {
 		if err != nil {
 			continue // newTable without columns cannot fail
 		}
+		t.validated = dialect != parser.MySQL
 		c.add(t)
 		if t.schema == "" {
 			c.bare[t.name] = t
