@@ -417,7 +417,23 @@ func (f *flusher) release(ctx context.Context, tok token, s *flushSet, committed
 }
 
 func (f *flusher) releaseAll(ctx context.Context, tok token, s *flushSet, committed bool) {
-	until := time.Now().Add(f.markerTTL)
+	f.releaseUntil(ctx, tok, s, committed, time.Now().Add(f.markerTTL))
+}
+
+// releaseUnprotected releases after a commit that protect could not cover
+// (FailOpenWrites): nothing stopped other processes from serving or
+// filling the keys meanwhile, and entries they hold may be stale for as
+// long as an entry lives, so the clears are retried until then rather
+// than until the markers (there are none) expire.
+func (f *flusher) releaseUnprotected(ctx context.Context, tok token, s *flushSet) {
+	if s.empty() {
+		return
+	}
+	f.releaseUntil(ctx, tok, s, true, time.Now().Add(f.bypassTTL))
+}
+
+// releaseUntil is releaseAll, retrying in the background until until.
+func (f *flusher) releaseUntil(ctx context.Context, tok token, s *flushSet, committed bool, until time.Time) {
 	start := f.metrics.start()
 	failed, err := f.releaseOnce(context.WithoutCancel(ctx), tok, s.targets(), committed)
 	f.metrics.record(ctx, "release", start, err)

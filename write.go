@@ -40,12 +40,12 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 	if w.returning == nil {
 		// The tables are known before the statement runs: protect them
 		// first, and the statement's own commit needs nothing around it.
-		tok := newToken()
-		if err := c.protect(ctx, tok, set, func() {}); err != nil {
+		release, err := c.protect(ctx, set, func() {})
+		if err != nil {
 			return nil, err
 		}
 		res, err := r.exec(ctx)
-		c.cn.flusher.release(ctx, tok, set, true)
+		release()
 		return res, err
 	}
 	itx, err := c.beginImplicit(ctx)
@@ -57,12 +57,12 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 		itx.Rollback()
 		return nil, err
 	}
-	tok := newToken()
-	if err := c.protect(ctx, tok, set, func() { itx.Rollback() }); err != nil {
+	release, err := c.protect(ctx, set, func() { itx.Rollback() })
+	if err != nil {
 		return nil, err
 	}
 	err = itx.Commit()
-	c.cn.flusher.release(ctx, tok, set, true) // also when the outcome is unknown
+	release() // also when the outcome is unknown
 	if err != nil {
 		return nil, err
 	}
@@ -191,23 +191,27 @@ func (c *conn) beginImplicit(ctx context.Context) (driver.Tx, error) {
 	return c.inner.Begin()
 }
 
-// protect records set in the cache before a commit. When the cache cannot
+// protect records set in the cache before a commit, and returns the
+// release to run after it (whatever its outcome). When the cache cannot
 // take it, the write is undone (rollback) and fails with
-// ErrFlushUnavailable, unless FailOpenWrites lets it commit and the tables
-// are bypassed locally until their entries have expired.
-func (c *conn) protect(ctx context.Context, tok token, set *flushSet, rollback func()) error {
-	err := c.cn.flusher.protect(ctx, tok, set)
-	if err == nil {
-		return nil
-	}
-	if c.cn.cfg.FailOpenWrites {
-		c.cn.flusher.bypassLocally(c.failOpenTables(set))
+// ErrFlushUnavailable, unless FailOpenWrites lets it commit: its tables are
+// then bypassed locally until their entries have expired, and the release
+// keeps retrying as long.
+func (c *conn) protect(ctx context.Context, set *flushSet, rollback func()) (release func(), err error) {
+	f := c.cn.flusher
+	tok := newToken()
+	err = f.protect(ctx, tok, set)
+	switch {
+	case err == nil:
+		return func() { f.release(ctx, tok, set, true) }, nil
+	case c.cn.cfg.FailOpenWrites:
+		f.bypassLocally(c.failOpenTables(set))
 		c.cn.cfg.logger().Warn("cachedsql: committing a write whose flush could not be recorded (FailOpenWrites); its tables bypass the cache locally",
 			"error", err)
-		return nil
+		return func() { f.releaseUnprotected(ctx, tok, set) }, nil
 	}
 	rollback()
-	return err
+	return nil, err
 }
 
 // failOpenTables names the tables a write committed without its flush
@@ -234,12 +238,12 @@ func (c *conn) commitPending(ctx context.Context, commit func() error, rollback 
 	if set.empty() {
 		return commit()
 	}
-	tok := newToken()
-	if err := c.protect(ctx, tok, set, rollback); err != nil {
+	release, err := c.protect(ctx, set, rollback)
+	if err != nil {
 		return err
 	}
-	err := commit()
-	c.cn.flusher.release(ctx, tok, set, true) // also when the outcome is unknown
+	err = commit()
+	release() // also when the outcome is unknown
 	return err
 }
 

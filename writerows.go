@@ -19,17 +19,17 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 			c.addPending(set)
 			return r.queryRows(ctx)
 		}
-		tok := newToken()
-		if err := c.protect(ctx, tok, set, func() {}); err != nil {
+		release, err := c.protect(ctx, set, func() {})
+		if err != nil {
 			return nil, err
 		}
 		rows, err := r.queryRows(ctx)
 		if err != nil {
-			c.cn.flusher.release(ctx, tok, set, true)
+			release()
 			return nil, err
 		}
 		return closeHook(rows, func() error {
-			c.cn.flusher.release(ctx, tok, set, true)
+			release()
 			return nil
 		}), nil
 	}
@@ -68,12 +68,12 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 			c.addPending(set)
 			return nil
 		}
-		tok := newToken()
-		if err := c.protect(ctx, tok, set, func() { itx.Rollback() }); err != nil {
+		release, err := c.protect(ctx, set, func() { itx.Rollback() })
+		if err != nil {
 			return err
 		}
-		err := itx.Commit()
-		c.cn.flusher.release(ctx, tok, set, true)
+		err = itx.Commit()
+		release()
 		return errWriteRows(err)
 	}
 	return withWriteScanner(wr), nil
