@@ -66,6 +66,9 @@ type ckRun struct {
 	bumpShare               float64       // share of writes sent with NamedArgs (table bumps)
 	clearsAll               bool          // fail half the clears in every process, not 80% in process 0
 	jitter                  time.Duration // longest pause of a slow filler or writer (default 3ms)
+	// fillPause, when set, pauses every fill that long between its
+	// database read and its cas: the window a late joiner needs.
+	fillPause time.Duration
 }
 
 // ckReport is what a run produced.
@@ -130,8 +133,8 @@ func TestCheckerBroken(t *testing.T) {
 		{"plain-set", cachedsql.BrokenPlainSet, nil},
 		{"flush-before-commit", cachedsql.BrokenFlushBeforeCommit, nil},
 		// Late joiners need a flight still open when a write is
-		// acknowledged: slow fillers.
-		{"late-joiners", cachedsql.BrokenLateJoin, func(r *ckRun) { r.readers, r.jitter = 24, 15*time.Millisecond }},
+		// acknowledged: every fill pauses before its cas, on few rows.
+		{"late-joiners", cachedsql.BrokenLateJoin, func(r *ckRun) { r.readers, r.rows, r.fillPause = 24, 3, 30*time.Millisecond }},
 		// Two writers on one key, one of whose clears fails: slow writers
 		// (wide protect-to-commit windows) on few rows, clears failing
 		// everywhere half the time.
@@ -161,7 +164,7 @@ func TestCheckerBroken(t *testing.T) {
 					}
 					return
 				}
-				if attempt == 3 {
+				if attempt == 4 {
 					t.Fatalf("variant %s: no violation found in %d runs", c.name, attempt)
 				}
 				run.duration = 2 * base.duration
@@ -317,6 +320,7 @@ func ckExecute(t *testing.T, run ckRun) ckReport {
 		"CK_BUMPS="+strconv.FormatFloat(run.bumpShare, 'f', 3, 64),
 		"CK_CLEARS_ALL="+strconv.FormatBool(run.clearsAll),
 		"CK_JITTER="+cmp.Or(run.jitter, 3*time.Millisecond).String(),
+		"CK_FILL_PAUSE="+run.fillPause.String(),
 	)
 	if run.faults {
 		env = append(env, "CK_PG_PROXY="+pgProxy.Addr())
@@ -573,6 +577,7 @@ func TestCheckerChild(t *testing.T) {
 	}
 	clearsAll := env("CK_CLEARS_ALL") == "true"
 	jitterMax, _ := time.ParseDuration(env("CK_JITTER"))
+	fillPause, _ := time.ParseDuration(env("CK_FILL_PAUSE"))
 	clearsFail := func() bool {
 		if (proc != 0 && !clearsAll) || clearsUntil == 0 {
 			return false
@@ -628,7 +633,11 @@ func TestCheckerChild(t *testing.T) {
 				time.Sleep(rand.N(jitterMax))
 			}
 		}
-		cachedsql.SetFillHooks(cn, nil, jitter)
+		beforeCas := jitter
+		if fillPause > 0 {
+			beforeCas = func(string) { time.Sleep(fillPause) }
+		}
+		cachedsql.SetFillHooks(cn, nil, beforeCas)
 		cachedsql.SetFlushHooks(cn, func() { jitter("") }, nil)
 		cachedsql.SetBrokenVariant(cn, cachedsql.BrokenVariant(variant))
 		db := sql.OpenDB(cn)
