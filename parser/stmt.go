@@ -93,32 +93,17 @@ func (p *parser) stmt(st *Statement, lo, hi int) {
 		p.unknown(st, bad, badPos)
 		return
 	}
-	if pos := p.nestedDML(lo, hi); pos >= 0 {
-		p.unknown(st, "data-modifying statement inside parentheses", pos)
-		return
-	}
 	p.dispatch(st, lo, hi, 0)
 }
 
-// nestedDML returns the position of a data-modifying statement inside
-// parentheses, other than the body of a top-level WITH query, or -1.
-// PostgreSQL rejects those, but the recognizer must never mistake one for
-// a read.
+// nestedDML returns the position of the first data-modifying statement
+// inside parentheses in [lo, hi), or -1. PostgreSQL rejects those outside
+// the bodies of a top-level WITH (which withStmt reads itself), but the
+// recognizer must never mistake one for a read, nor miss a target.
 func (p *parser) nestedDML(lo, hi int) int {
-	depth := 0
 	for i := lo; i < hi; i++ {
-		t := p.toks[i]
-		switch {
-		case t.isPunct("(") || t.isPunct("["):
-			if p.isDML(i+1, hi) {
-				prev := p.tok(i-1, hi)
-				if depth > 0 || !(prev.is("as") || prev.is("materialized")) {
-					return p.toks[i+1].Pos
-				}
-			}
-			depth++
-		case t.isPunct(")") || t.isPunct("]"):
-			depth--
+		if p.toks[i].isPunct("(") && p.isDML(i+1, hi) {
+			return p.toks[i+1].Pos
 		}
 	}
 	return -1
@@ -178,6 +163,15 @@ func (p *parser) dispatch(st *Statement, lo, hi, depth int) {
 		return
 	}
 	t := p.toks[lo]
+	// WITH bodies are checked one by one in withStmt; EXPLAIN and PREPARE
+	// dispatch their statement; DDL bodies (rules, functions) run later
+	// and their targets are unknown anyway.
+	if !t.is("with") && !t.is("explain") && !t.is("prepare") && !t.is("create") && !t.is("alter") && !t.is("comment") && !t.is("do") {
+		if pos := p.nestedDML(lo, hi); pos >= 0 {
+			p.unknown(st, "data-modifying statement inside parentheses", pos)
+			return
+		}
+	}
 	if t.isPunct("(") {
 		p.parenQuery(st, lo, hi)
 		return

@@ -28,6 +28,10 @@ func (p *parser) withStmt(st *Statement, lo, hi, depth int) {
 			p.unknown(st, "cannot read WITH query", p.tok(i, hi).Pos)
 			return
 		}
+		if pos := p.nestedDML(i+1, end); pos >= 0 {
+			p.unknown(st, "data-modifying statement inside parentheses", pos)
+			return
+		}
 		if isWriteStart(p.tok(i+1, end)) {
 			var sub Statement
 			p.writeStmt(&sub, i+1, end, true)
