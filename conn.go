@@ -256,6 +256,7 @@ func (c *conn) observe(st *parser.Statement) {
 // resetSession runs when database/sql reuses the connection.
 func (c *conn) resetSession(ctx context.Context) error {
 	c.tx = nil
+	c.textTx = false
 	c.pending = nil
 	return c.inner.(driver.SessionResetter).ResetSession(ctx)
 }

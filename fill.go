@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -185,26 +186,50 @@ func (f *filler) lead(ctx context.Context, l *lookup, gen string, cleared uint64
 		return query(ctx)
 	}
 	flightKey := l.entryKey + "\x00" + l.shape
+	// The flight runs on this caller's connection if this caller leads
+	// it, so a leader must not return while it runs: database/sql would
+	// hand the connection to someone else mid-query. run says whether our
+	// closure started (and we lead), or whether we gave up before it did.
+	var run atomic.Int32 // flightPending, flightRunning or flightAbandoned
 	ch := f.flight.DoChan(flightKey, func() (any, error) {
+		if !run.CompareAndSwap(flightPending, flightRunning) {
+			return nil, errFlightAbandoned
+		}
 		return f.fillAbsent(ctx, l, gen, cleared, flightKey, query)
 	})
+	var res singleflight.Result
 	select {
-	case res := <-ch:
-		switch {
-		case errors.Is(res.Err, errLeaseHeld):
-			return f.waitAndRead(ctx, l, query)
-		case res.Err != nil && res.Shared && ctx.Err() == nil:
-			// The leader's failure may be its own context's: try alone.
-			f.stats.misses.Add(1)
-			return query(ctx)
-		case res.Err != nil:
-			return nil, res.Err
-		}
-		return res.Val.(*result), nil
+	case res = <-ch:
 	case <-ctx.Done():
+		if run.CompareAndSwap(flightPending, flightAbandoned) {
+			return nil, ctx.Err() // a joiner, or a leader that never started
+		}
+		<-ch // our own flight: its query honours ctx and ends soon
 		return nil, ctx.Err()
 	}
+	switch {
+	case errors.Is(res.Err, errLeaseHeld):
+		return f.waitAndRead(ctx, l, query)
+	case res.Err != nil && res.Shared && ctx.Err() == nil:
+		// The leader's failure may be its own context's: try alone.
+		f.stats.misses.Add(1)
+		return query(ctx)
+	case res.Err != nil:
+		return nil, res.Err
+	}
+	return res.Val.(*result), nil
 }
+
+// States of a caller's flight closure (lead).
+const (
+	flightPending int32 = iota
+	flightRunning
+	flightAbandoned
+)
+
+// errFlightAbandoned ends a flight whose leader gave up before it started;
+// its joiners then read alone.
+var errFlightAbandoned = errors.New("cachedsql: fill abandoned by its leader")
 
 // fillAbsent is a flight's leader: lease, query, cas. The lease is added
 // over an absent entry, or swapped by cas for the CLEARED marker read with

@@ -21,7 +21,7 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 	case mode == modeNoCache:
 		st.bypass(BypassNoCache)
 		return nil, false, nil
-	case c.tx != nil || c.textTx:
+	case c.inTx():
 		st.bypass(BypassTransaction)
 		return nil, false, nil
 	case c.sessionChanged:

@@ -12,9 +12,34 @@ import (
 // goes through the cache; a write records or performs its flush; anything
 // else passes through untouched.
 
-// inTx reports whether the session has an open transaction, begun through
-// database/sql or with SQL text.
-func (c *conn) inTx() bool { return c.tx != nil || c.textTx }
+// inTx reports whether the session has an open transaction: begun through
+// database/sql, or else as the server reports it on pgx (BEGIN and COMMIT
+// anywhere in any text count, whether they succeeded or not), or as
+// tracked from SQL text on other drivers.
+func (c *conn) inTx() bool {
+	if c.tx != nil {
+		return true
+	}
+	if pc := c.pgxConn(); pc != nil {
+		return pc.PgConn().TxStatus() != 'I'
+	}
+	return c.textTx
+}
+
+// bumpAllPlan is what a write flushes on a session whose name resolution
+// is its own (SET search_path, SET ROLE): the pool's plans resolved its
+// tables for another search_path, so every cached table is bumped.
+var bumpAllPlan = &writePlan{bumpAll: true, reason: "the session changed search_path or role"}
+
+// writeFor is p's write plan for this call: adapted to its arguments, and
+// widened on a session whose names resolve differently.
+func (c *conn) writeFor(p *plan, args []driver.NamedValue) *writePlan {
+	w := p.write.forArgs(args)
+	if c.sessionChanged && w.needed() {
+		return bumpAllPlan
+	}
+	return w
+}
 
 // txEnd says how a statement ends the session's transaction.
 type txEnd uint8
@@ -75,21 +100,21 @@ func (r runner) queryRows(ctx context.Context) (driver.Rows, error) {
 // where the open transaction's flushes happen; writes record or perform
 // theirs.
 func (c *conn) execPlanned(ctx context.Context, p *plan, r runner) (driver.Result, error) {
+	w := c.writeFor(p, r.args)
 	end, wasInTx := endsTx(p.stmt), c.inTx()
 	c.observe(p.stmt)
 	switch {
-	case end == txEndCommit && wasInTx && !c.pending.empty():
+	case end == txEndCommit && (wasInTx || w.needed()):
 		var res driver.Result
-		err := c.commitPending(ctx, func() error {
+		err := c.commitText(ctx, w, func() error {
 			var err error
 			res, err = r.exec(ctx)
 			return err
-		}, func() { r.c.passExec(ctx, "ROLLBACK", nil) })
+		})
 		return res, err
 	case end == txEndRollback:
 		c.pending = nil
 	}
-	w := p.write.forArgs(r.args)
 	if !w.needed() {
 		return r.exec(ctx)
 	}
@@ -102,16 +127,17 @@ func (c *conn) execPlanned(ctx context.Context, p *plan, r runner) (driver.Resul
 // queryPlanned is execPlanned for a Query: a write's rows are the
 // statement's, wrapped so its flush happens when they are drained.
 func (c *conn) queryPlanned(ctx context.Context, p *plan, r runner) (driver.Rows, error) {
+	w := c.writeFor(p, r.args)
 	end, wasInTx := endsTx(p.stmt), c.inTx()
 	c.observe(p.stmt)
 	switch {
-	case end == txEndCommit && wasInTx && !c.pending.empty():
+	case end == txEndCommit && (wasInTx || w.needed()):
 		var rows driver.Rows
-		err := c.commitPending(ctx, func() error {
+		err := c.commitText(ctx, w, func() error {
 			var err error
 			rows, err = r.queryRows(ctx)
 			return err
-		}, func() { r.c.passExec(ctx, "ROLLBACK", nil) })
+		})
 		return rows, err
 	case end == txEndRollback:
 		c.pending = nil
@@ -122,9 +148,28 @@ func (c *conn) queryPlanned(ctx context.Context, p *plan, r runner) (driver.Rows
 			return rows, err
 		}
 	}
-	w := p.write.forArgs(r.args)
 	if !w.needed() {
 		return r.queryRows(ctx)
 	}
 	return c.queryWrite(ctx, w, r, wasInTx)
+}
+
+// commitText runs a statement that commits (COMMIT, END, PREPARE
+// TRANSACTION, or a string with one of them among other statements). The
+// open transaction's flush set and the statement's own, which may write
+// before or after its COMMIT, are protected before it runs and released
+// after. Text after the COMMIT may have begun a transaction and written in
+// it ("COMMIT; BEGIN; UPDATE ..."): then the statement's flush comes again
+// when that transaction commits.
+func (c *conn) commitText(ctx context.Context, w *writePlan, run func() error) error {
+	var own *flushSet
+	if w.needed() {
+		own = c.newFlushSet(w)
+		c.addPending(c.newFlushSet(w))
+	}
+	err := c.commitPending(ctx, run, func() { c.passExec(ctx, "ROLLBACK", nil) })
+	if own != nil && c.inTx() {
+		c.addPending(own)
+	}
+	return err
 }

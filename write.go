@@ -46,6 +46,7 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 		}
 		res, err := r.exec(ctx)
 		release()
+		c.flushAgainIfOpened(set)
 		return res, err
 	}
 	itx, err := c.beginImplicit(ctx)
@@ -245,6 +246,16 @@ func (c *conn) commitPending(ctx context.Context, commit func() error, rollback 
 	err = commit()
 	release() // also when the outcome is unknown
 	return err
+}
+
+// flushAgainIfOpened keeps set for the commit of a transaction the
+// statement itself began ("BEGIN; UPDATE ..."): what it wrote becomes
+// visible only then, and rows read before that may have been filled since
+// the release.
+func (c *conn) flushAgainIfOpened(set *flushSet) {
+	if c.inTx() {
+		c.addPending(set)
+	}
 }
 
 func (c *conn) addPending(set *flushSet) {

@@ -103,6 +103,12 @@ func (pl *planner) addWrite(w *writePlan, query string, st *parser.Statement) {
 		pl.addBumps(w, st)
 	case parser.Lookup, parser.OtherRead:
 		pl.addFunctionBumps(w, st)
+	case parser.TxControl:
+		if st.Tx.Op == parser.TxCommitPrepared {
+			// A prepared transaction's writes were flushed at PREPARE, but
+			// become visible only now, and what it wrote is not known here.
+			w.bumpAll, w.reason = true, "COMMIT PREPARED of writes not known here"
+		}
 	}
 }
 
@@ -180,7 +186,10 @@ func (pl *planner) addReturning(w *writePlan, query string, st *parser.Statement
 	// RETURNING keys are exact only where the catalog typed the key
 	// columns: without it (generic drivers such as go-sqlmock) the write
 	// runs as sent and bumps its table.
-	if pl.dialect != parser.Postgres || !ti.validated || t.ReturningAt < 0 || query == "" || st.Explained || pl.callsWritingFunction(st) {
+	// Nor where RETURNING could fail a write that succeeds without it: on
+	// tables with row-level security a SELECT policy applies to the rows
+	// returned. Such tables are never cached; a bump costs nothing.
+	if pl.dialect != parser.Postgres || !ti.validated || ti.rls || t.ReturningAt < 0 || query == "" || st.Explained || pl.callsWritingFunction(st) {
 		return false
 	}
 	switch t.Op {

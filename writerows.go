@@ -30,6 +30,7 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 		}
 		return closeHook(rows, func() error {
 			release()
+			c.flushAgainIfOpened(set)
 			return nil
 		}), nil
 	}
@@ -59,12 +60,19 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 	}
 	wr := &writeRows{inner: rows, hidden: len(rp.keyCols)}
 	wr.onRow = func(keys []driver.Value) { c.addReturnedKeys(set, rp, pre, keys) }
-	wr.onEnd = func(complete bool) error {
-		if !complete {
-			// Closed before the end: the rows not read were written too.
+	wr.onEnd = func(failed error) error {
+		switch {
+		case failed != nil && itx != nil:
+			// The statement failed: its implicit transaction wrote nothing.
+			itx.Rollback()
+			return nil
+		case failed != nil:
+			// Its keys may not all have been read, and a savepoint may
+			// keep what it did write: flush the table at commit.
 			set.addTable(c.tableGens(rp.table))
-		}
-		if itx == nil {
+			c.addPending(set)
+			return nil
+		case itx == nil:
 			c.addPending(set)
 			return nil
 		}
@@ -81,20 +89,21 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 
 // closeHook calls done once when rows end or are closed.
 func closeHook(rows driver.Rows, done func() error) driver.Rows {
-	wr := &writeRows{inner: rows, onEnd: func(bool) error { return done() }}
+	wr := &writeRows{inner: rows, onEnd: func(error) error { return done() }}
 	return withWriteScanner(wr)
 }
 
 // writeRows passes a write's rows through, hiding the trailing hidden
-// columns (whose values go to onRow), and calls onEnd exactly once: at the
-// end of the rows (complete), at an error or at Close (not complete). The
+// columns (whose values go to onRow), and calls onEnd exactly once, when
+// the rows end: with nil when every row was read (at EOF, or at a Close
+// that read the rest), else with the error that ended them. The
 // column-type methods answer for the wrapped rows, and answer as
 // database/sql does for rows lacking them when the wrapped rows do.
 type writeRows struct {
 	inner  driver.Rows
 	hidden int
 	onRow  func(hidden []driver.Value)
-	onEnd  func(complete bool) error
+	onEnd  func(failed error) error
 
 	buf   []driver.Value
 	ended bool
@@ -105,16 +114,10 @@ func (r *writeRows) visible() int { return len(r.inner.Columns()) - r.hidden }
 func (r *writeRows) Columns() []string { return r.inner.Columns()[:r.visible()] }
 
 func (r *writeRows) Next(dest []driver.Value) error {
-	if r.buf == nil {
-		r.buf = make([]driver.Value, len(r.inner.Columns()))
-	}
 	for {
-		err := r.inner.Next(r.buf)
+		err := r.next()
 		if err != nil {
 			return r.end(err)
-		}
-		if r.onRow != nil {
-			r.onRow(r.buf[r.visible():])
 		}
 		if r.visible() == 0 && len(dest) == 0 && r.hidden > 0 {
 			// The caller sent a write without RETURNING through Query: it
@@ -126,39 +129,56 @@ func (r *writeRows) Next(dest []driver.Value) error {
 	}
 }
 
+// next reads one row into buf and hands its hidden columns to onRow.
+func (r *writeRows) next() error {
+	if r.buf == nil {
+		r.buf = make([]driver.Value, len(r.inner.Columns()))
+	}
+	if err := r.inner.Next(r.buf); err != nil {
+		return err
+	}
+	if r.onRow != nil {
+		r.onRow(r.buf[r.visible():])
+	}
+	return nil
+}
+
 // end runs onEnd once; at the end of the rows its error replaces io.EOF.
 func (r *writeRows) end(err error) error {
 	if r.ended {
 		return err
 	}
 	r.ended = true
-	if err == io.EOF {
-		// Close first: the connection must be free for the commit.
-		if cerr := r.inner.Close(); cerr != nil {
-			r.onEnd(false)
-			return cerr
-		}
-		if ferr := r.onEnd(true); ferr != nil {
-			return ferr
-		}
-		return io.EOF
+	if err != io.EOF {
+		r.inner.Close()
+		r.onEnd(err)
+		return err
 	}
-	r.inner.Close()
-	r.onEnd(false)
-	return err
+	// Close first: the connection must be free for the commit.
+	if cerr := r.inner.Close(); cerr != nil {
+		r.onEnd(cerr)
+		return cerr
+	}
+	if ferr := r.onEnd(nil); ferr != nil {
+		return ferr
+	}
+	return io.EOF
 }
 
+// Close reads what the caller left: Row.Scan reads one row and closes, and
+// the keys of the rest (the database wrote them all) keep the flush exact.
 func (r *writeRows) Close() error {
 	if r.ended {
 		return nil
 	}
-	r.ended = true
-	cerr := r.inner.Close()
-	ferr := r.onEnd(false)
-	if cerr != nil {
-		return cerr
+	var err error
+	for err == nil {
+		err = r.next()
 	}
-	return ferr
+	if err = r.end(err); err == io.EOF {
+		return nil
+	}
+	return err
 }
 
 func (r *writeRows) ColumnTypeScanType(i int) reflect.Type {
