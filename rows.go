@@ -42,16 +42,16 @@ func (r *result) replay(m *pgtype.Map) driver.Rows {
 // Its methods follow github.com/jackc/pgx/v5/stdlib/sql.go, v5.12.0,
 // Copyright (c) 2013-2021 Jack Christensen, MIT License.
 type pgxRows struct {
-	res        *result
-	m          *pgtype.Map
-	next       int      // index of the next row in res.raw
-	cur        [][]byte // the current row, this caller's copy; nil at EOF
-	valueFuncs []rowValueFunc
+	res     *result
+	m       *pgtype.Map
+	next    int               // index of the next row in res.raw
+	cur     [][]byte          // the current row, this caller's copy; nil at EOF
+	plans   []pgtype.ScanPlan // per column, planned on first use (value)
+	planBuf [8]pgtype.ScanPlan
+	scratch pgxScratch
 
 	columnNames []string
 }
-
-type rowValueFunc func(src []byte) (driver.Value, error)
 
 // advance copies the next row into r.cur, or reports false at the end.
 func (r *pgxRows) advance() bool {
@@ -158,7 +158,6 @@ func (r *pgxRows) Close() error {
 }
 
 func (r *pgxRows) Next(dest []driver.Value) error {
-	r.initValueFuncs()
 	if !r.advance() {
 		return io.EOF
 	}
@@ -168,7 +167,7 @@ func (r *pgxRows) Next(dest []driver.Value) error {
 	for i, rv := range r.cur {
 		if rv != nil {
 			var err error
-			dest[i], err = r.valueFuncs[i](rv)
+			dest[i], err = r.value(i, rv)
 			if err != nil {
 				return fmt.Errorf("convert field %d failed: %w", i, err)
 			}
@@ -179,130 +178,113 @@ func (r *pgxRows) Next(dest []driver.Value) error {
 	return nil
 }
 
-// initValueFuncs prepares the database/sql representation of each column,
-// as stdlib.Rows.initValueFuncs does.
-func (r *pgxRows) initValueFuncs() {
-	if r.valueFuncs == nil {
-		r.valueFuncs = pgxValueFuncs(r.m, r.res.fields)
+// value converts column i's wire value src to its database/sql
+// representation, exactly as stdlib.Rows' value funcs do. The scan plan of
+// each column is built on first use and kept for later rows; the scan
+// targets live in r.scratch, so a replay allocates no per-column closures.
+// r belongs to one caller: nothing here is shared between goroutines.
+func (r *pgxRows) value(i int, src []byte) (driver.Value, error) {
+	fd := &r.res.fields[i]
+	if r.plans == nil {
+		if len(r.res.fields) <= len(r.planBuf) {
+			r.plans = r.planBuf[:len(r.res.fields)]
+		} else {
+			r.plans = make([]pgtype.ScanPlan, len(r.res.fields))
+		}
+	}
+	sc := &r.scratch
+	switch fd.DataTypeOID {
+	case pgtype.BoolOID:
+		sc.b = false
+		err := r.plan(i, fd, &sc.b).Scan(src, &sc.b)
+		return sc.b, err
+	case pgtype.ByteaOID:
+		sc.bytes = nil
+		err := r.plan(i, fd, &sc.bytes).Scan(src, &sc.bytes)
+		return sc.bytes, err
+	case pgtype.CIDOID, pgtype.OIDOID, pgtype.XIDOID:
+		sc.u32 = pgtype.Uint32{}
+		if err := r.plan(i, fd, &sc.u32).Scan(src, &sc.u32); err != nil {
+			return nil, err
+		}
+		return sc.u32.Value()
+	case pgtype.DateOID:
+		sc.date = pgtype.Date{}
+		if err := r.plan(i, fd, &sc.date).Scan(src, &sc.date); err != nil {
+			return nil, err
+		}
+		return sc.date.Value()
+	case pgtype.Float4OID:
+		sc.f4 = 0
+		err := r.plan(i, fd, &sc.f4).Scan(src, &sc.f4)
+		return float64(sc.f4), err
+	case pgtype.Float8OID:
+		sc.f8 = 0
+		err := r.plan(i, fd, &sc.f8).Scan(src, &sc.f8)
+		return sc.f8, err
+	case pgtype.Int2OID:
+		sc.i2 = 0
+		err := r.plan(i, fd, &sc.i2).Scan(src, &sc.i2)
+		return int64(sc.i2), err
+	case pgtype.Int4OID:
+		sc.i4 = 0
+		err := r.plan(i, fd, &sc.i4).Scan(src, &sc.i4)
+		return int64(sc.i4), err
+	case pgtype.Int8OID:
+		sc.i8 = 0
+		err := r.plan(i, fd, &sc.i8).Scan(src, &sc.i8)
+		return sc.i8, err
+	case pgtype.JSONOID, pgtype.JSONBOID, pgtype.XMLOID:
+		sc.bytes = nil
+		if err := r.plan(i, fd, &sc.bytes).Scan(src, &sc.bytes); err != nil {
+			return nil, err
+		}
+		return sc.bytes, nil
+	case pgtype.TimestampOID:
+		sc.ts = pgtype.Timestamp{}
+		if err := r.plan(i, fd, &sc.ts).Scan(src, &sc.ts); err != nil {
+			return nil, err
+		}
+		return sc.ts.Value()
+	case pgtype.TimestamptzOID:
+		sc.tstz = pgtype.Timestamptz{}
+		if err := r.plan(i, fd, &sc.tstz).Scan(src, &sc.tstz); err != nil {
+			return nil, err
+		}
+		return sc.tstz.Value()
+	default:
+		sc.s = ""
+		err := r.plan(i, fd, &sc.s).Scan(src, &sc.s)
+		return sc.s, err
 	}
 }
 
-func pgxValueFuncs(m *pgtype.Map, fields []pgconn.FieldDescription) []rowValueFunc {
-	valueFuncs := make([]rowValueFunc, len(fields))
-	for i, fd := range fields {
-		dataTypeOID := fd.DataTypeOID
-		format := fd.Format
-
-		switch fd.DataTypeOID {
-		case pgtype.BoolOID:
-			var d bool
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return d, err
-			}
-		case pgtype.ByteaOID:
-			var d []byte
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return d, err
-			}
-		case pgtype.CIDOID, pgtype.OIDOID, pgtype.XIDOID:
-			var d pgtype.Uint32
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				if err != nil {
-					return nil, err
-				}
-				return d.Value()
-			}
-		case pgtype.DateOID:
-			var d pgtype.Date
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				if err != nil {
-					return nil, err
-				}
-				return d.Value()
-			}
-		case pgtype.Float4OID:
-			var d float32
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return float64(d), err
-			}
-		case pgtype.Float8OID:
-			var d float64
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return d, err
-			}
-		case pgtype.Int2OID:
-			var d int16
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return int64(d), err
-			}
-		case pgtype.Int4OID:
-			var d int32
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return int64(d), err
-			}
-		case pgtype.Int8OID:
-			var d int64
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return d, err
-			}
-		case pgtype.JSONOID, pgtype.JSONBOID, pgtype.XMLOID:
-			var d []byte
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				if err != nil {
-					return nil, err
-				}
-				return d, nil
-			}
-		case pgtype.TimestampOID:
-			var d pgtype.Timestamp
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				if err != nil {
-					return nil, err
-				}
-				return d.Value()
-			}
-		case pgtype.TimestamptzOID:
-			var d pgtype.Timestamptz
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				if err != nil {
-					return nil, err
-				}
-				return d.Value()
-			}
-		default:
-			var d string
-			scanPlan := m.PlanScan(dataTypeOID, format, &d)
-			valueFuncs[i] = func(src []byte) (driver.Value, error) {
-				err := scanPlan.Scan(src, &d)
-				return d, err
-			}
-		}
+// plan returns column i's scan plan for target, planning it on first use.
+// target's type is fixed per column (value picks it from the type OID).
+func (r *pgxRows) plan(i int, fd *pgconn.FieldDescription, target any) pgtype.ScanPlan {
+	if p := r.plans[i]; p != nil {
+		return p
 	}
-	return valueFuncs
+	p := r.m.PlanScan(fd.DataTypeOID, fd.Format, target)
+	r.plans[i] = p
+	return p
+}
+
+// pgxScratch holds one scan target per Go type value uses. Each target is
+// reset before every scan, so no value can carry over from another column.
+type pgxScratch struct {
+	b     bool
+	bytes []byte
+	u32   pgtype.Uint32
+	date  pgtype.Date
+	f4    float32
+	f8    float64
+	i2    int16
+	i4    int32
+	i8    int64
+	ts    pgtype.Timestamp
+	tstz  pgtype.Timestamptz
+	s     string
 }
 
 // genericRows replays a generic-codec result with the answers the wrapped

@@ -46,9 +46,8 @@ func (r *pgxRows) ScanColumn(scanCtx driver.ScanContext, index int, dest any) er
 	if isSQLScanDestination(rv.Type()) {
 		var value driver.Value
 		if src != nil {
-			r.initValueFuncs()
 			var err error
-			value, err = r.valueFuncs[index](src)
+			value, err = r.value(index, src)
 			if err != nil {
 				return err
 			}
