@@ -5,7 +5,6 @@ import (
 	"database/sql/driver"
 	"encoding/base64"
 	"encoding/json"
-	"hash/fnv"
 	"math"
 	"reflect"
 	"strconv"
@@ -50,42 +49,89 @@ const hashPrefixLen = 120
 // entryKey is the cache key of the entry of table t, key t.keys[key], for
 // the canonical values canon (from canonicalKey).
 func entryKey(ns string, t *tableInfo, key int, canon []string) string {
-	var b strings.Builder
-	writeField(&b, t.qualified())
-	writeField(&b, t.keys[key].name)
-	for _, v := range canon {
-		writeField(&b, v)
-	}
-	return finishKey(ns, b.String())
+	var buf [keyBufSize]byte
+	return string(appendEntryKey(buf[:0], ns, t.qualified(), t.keys[key].name, canon))
 }
 
 // genKey is the key of generation bucket bucket of table t.
 func genKey(ns string, t *tableInfo, bucket int) string {
-	var b strings.Builder
-	b.WriteString("g")
-	b.WriteString(strconv.Itoa(bucket))
-	b.WriteByte(':')
-	writeField(&b, t.qualified())
-	return finishKey(ns, b.String())
+	var buf [keyBufSize]byte
+	return string(appendGenKey(buf[:0], ns, t.qualified(), bucket))
+}
+
+// lookupKeys returns entryKey(ns, t, key, canon) and the key of its
+// generation bucket, genKey(ns, t, bucketOf(entry, genBuckets)), with
+// qualified = t.qualified() computed once by the caller and both keys
+// built in one stack buffer.
+func lookupKeys(ns, qualified, keyName string, canon []string) (entry, gen string) {
+	var buf [keyBufSize]byte
+	entry = string(appendEntryKey(buf[:0], ns, qualified, keyName, canon))
+	gen = string(appendGenKey(buf[:0], ns, qualified, bucketOf(entry, genBuckets)))
+	return entry, gen
+}
+
+// keyBufSize holds any key memcached accepts unhashed, so the buffers of
+// entryKey, genKey and lookupKeys stay on the stack for them.
+const keyBufSize = MaxKeyLength + 6
+
+func appendEntryKey(b []byte, ns, qualified, keyName string, canon []string) []byte {
+	b = appendKeyHead(b, ns)
+	head := len(b)
+	b = appendField(b, qualified)
+	b = appendField(b, keyName)
+	for _, v := range canon {
+		b = appendField(b, v)
+	}
+	return appendFinished(b, ns, head)
+}
+
+func appendGenKey(b []byte, ns, qualified string, bucket int) []byte {
+	b = appendKeyHead(b, ns)
+	head := len(b)
+	b = append(b, 'g')
+	b = strconv.AppendInt(b, int64(bucket), 10)
+	b = append(b, ':')
+	b = appendField(b, qualified)
+	return appendFinished(b, ns, head)
+}
+
+// appendKeyHead appends the head finishKey puts before a key's body.
+func appendKeyHead(b []byte, ns string) []byte {
+	b = append(b, keyFormat...)
+	b = append(b, ':')
+	b = append(b, ns...)
+	return append(b, ':')
+}
+
+// appendFinished is finishKey over b, whose body starts at b[head:]: b
+// itself when memcached accepts it, else the hashed form.
+func appendFinished(b []byte, ns string, head int) []byte {
+	if len(b) <= MaxKeyLength && keySafeBytes(b) {
+		return b
+	}
+	return append(b[:0], finishKey(ns, string(b[head:]))...)
 }
 
 // bucketOf picks the generation bucket of an entry key. FNV-1a is stable
 // across processes and releases, which every process sharing the cache
-// needs.
+// needs. (32-bit FNV-1a, as hash/fnv's New32a computes it.)
 func bucketOf(entryKey string, buckets int) int {
 	if buckets <= 1 {
 		return 0
 	}
-	h := fnv.New32a()
-	h.Write([]byte(entryKey))
-	return int(h.Sum32() % uint32(buckets))
+	h := uint32(2166136261)
+	for i := 0; i < len(entryKey); i++ {
+		h ^= uint32(entryKey[i])
+		h *= 16777619
+	}
+	return int(h % uint32(buckets))
 }
 
-func writeField(b *strings.Builder, s string) {
-	b.WriteString(strconv.Itoa(len(s)))
-	b.WriteByte(':')
-	b.WriteString(s)
-	b.WriteByte(':')
+func appendField(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	b = append(b, s...)
+	return append(b, ':')
 }
 
 // finishKey prefixes body with the format and namespace, and hashes the
@@ -110,6 +156,16 @@ func finishKey(ns, body string) string {
 	b.WriteByte(':')
 	b.WriteString(base64.RawURLEncoding.EncodeToString(sum[:]))
 	return b.String()
+}
+
+// keySafeBytes is keySafe for a []byte.
+func keySafeBytes(s []byte) bool {
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // keySafe reports whether memcached's text protocol accepts s as a key:

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"math"
 	"strings"
 	"testing"
@@ -299,4 +300,36 @@ func FuzzEntryKey(f *testing.F) {
 			canonicalValue(keyCol{kind: kind, lower: true}, v1) // must not panic
 		}
 	})
+}
+
+// TestBucketOfIsFNV pins bucketOf's inline loop to hash/fnv's FNV-1a, the
+// hash every process sharing the cache has always used.
+func TestBucketOfIsFNV(t *testing.T) {
+	for _, k := range []string{"", "x", "cs1:ns:12:public.users:2:id:1:5:", strings.Repeat("\xff\x00ab", 70)} {
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		for _, n := range []int{2, 7, 16, 1 << 20} {
+			if got, want := bucketOf(k, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Errorf("bucketOf(%q, %d) = %d, fnv says %d", k, n, got, want)
+			}
+		}
+	}
+}
+
+// TestLookupKeys checks the one-buffer keys of a lookup against entryKey
+// and genKey, hashed keys included.
+func TestLookupKeys(t *testing.T) {
+	users := testTable("public", "users", keyInfo{name: "id", cols: []keyCol{col(kindInt)}})
+	long := testTable("public", strings.Repeat("t", 300), keyInfo{name: "id", cols: []keyCol{col(kindInt)}})
+	for _, tab := range []*tableInfo{users, long} {
+		for _, v := range []string{"5", "a b", strings.Repeat("x", 300), "é"} {
+			ek, gk := lookupKeys("ns", tab.qualified(), tab.keys[0].name, []string{v})
+			if want := entryKey("ns", tab, 0, []string{v}); ek != want {
+				t.Errorf("entry key %q, want %q", ek, want)
+			}
+			if want := genKey("ns", tab, bucketOf(ek, genBuckets)); gk != want {
+				t.Errorf("gen key %q, want %q", gk, want)
+			}
+		}
+	}
 }

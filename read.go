@@ -27,11 +27,13 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 	case c.sessionChanged:
 		st.bypass(BypassSession)
 		return nil, false, nil
-	case c.cn.flusher.bypassed(lp.table.qualified()):
+	}
+	qualified := lp.table.qualified()
+	if c.cn.flusher.bypassed(qualified) {
 		st.bypass(BypassFailOpen)
 		return nil, false, nil
 	}
-	l, ok := c.resolveLookup(lp, args)
+	l, ok := c.resolveLookupIn(lp, qualified, args)
 	if !ok {
 		st.bypass(BypassArgs)
 		return nil, false, nil
@@ -89,6 +91,11 @@ func (c *conn) materialize(ctx context.Context, pc *pgx.Conn, query string, args
 // an argument cannot be canonicalised (or names pgx options that rewrite
 // the query), so the lookup must pass through.
 func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup, bool) {
+	return c.resolveLookupIn(lp, lp.table.qualified(), args)
+}
+
+// resolveLookupIn is resolveLookup with qualified = lp.table.qualified().
+func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.NamedValue) (*lookup, bool) {
 	params, ok := stripPgxOptions(args)
 	if !ok {
 		return nil, false
@@ -100,7 +107,12 @@ func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup,
 		return params[i-1].Value, true
 	}
 	k := lp.table.keys[lp.key]
-	vals := make([]any, len(lp.args))
+	var valBuf [4]any
+	vals := valBuf[:0]
+	if len(lp.args) > len(valBuf) {
+		vals = make([]any, 0, len(lp.args))
+	}
+	vals = vals[:len(lp.args)]
 	for i, a := range lp.args {
 		if a.param == 0 {
 			vals[i] = a.literal
@@ -142,13 +154,13 @@ func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup,
 		shape = b.String()
 	}
 	cat := c.pl.cat
-	ek := entryKey(cat.namespace, lp.table, lp.key, canon)
+	ek, gk := lookupKeys(cat.namespace, qualified, k.name, canon)
 	rule := lp.table.rule
 	rules := &c.cn.cfg.Rules
 	missTTL, cacheMisses := rules.missTTL(rule, c.cn.cfg.MissTTL)
 	return &lookup{
 		entryKey:    ek,
-		genKey:      genKey(cat.namespace, lp.table, bucketOf(ek, genBuckets)),
+		genKey:      gk,
 		shape:       shape,
 		rule:        lp.rule,
 		ttl:         rules.ttl(rule, c.cn.cfg.TTL),
