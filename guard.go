@@ -75,15 +75,32 @@ func (g *guard) done(err error, probe bool) {
 	}
 }
 
-// run calls op under the budget unless the breaker is open.
+// selfBounded is implemented by the built-in caches: boundedBy reports
+// whether every operation, given a context that can never be done, returns
+// within budget on its own (the in-process cache never waits on anything
+// but its lock; memcached's client when its Timeout is within budget, as
+// its operations then ignore a budget deadline anyway: see
+// memcacheCache.synchronous).
+type selfBounded interface {
+	boundedBy(budget time.Duration) bool
+}
+
+// run calls op under the budget unless the breaker is open. A context
+// that can never be done, on a cache that bounds itself within the budget,
+// needs no timer: op runs with it as is.
 func (g *guard) run(ctx context.Context, op func(context.Context) error) error {
 	ok, probe := g.admit()
 	if !ok {
 		return errBreakerOpen
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.budget)
-	err := op(ctx)
-	cancel()
+	var err error
+	if sb, bounded := g.cache.(selfBounded); bounded && ctx.Done() == nil && sb.boundedBy(g.budget) {
+		err = op(ctx)
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, g.budget)
+		err = op(ctx)
+		cancel()
+	}
 	g.done(err, probe)
 	return err
 }

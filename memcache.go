@@ -70,6 +70,20 @@ func (m *memcacheCache) synchronous(ctx context.Context) bool {
 	return timeout <= time.Until(deadline)+time.Millisecond
 }
 
+// boundedBy reports whether the client's own timeout ends every operation
+// within budget: then an operation under a context that can never be done
+// needs no deadline of the guard's (synchronous would ignore it anyway).
+func (m *memcacheCache) boundedBy(budget time.Duration) bool {
+	if m.c == nil {
+		return true // every operation fails at once
+	}
+	timeout := m.c.Timeout
+	if timeout <= 0 {
+		timeout = memcache.DefaultTimeout
+	}
+	return timeout <= budget
+}
+
 // checkCache reports a Cache that cannot work whatever the server does:
 // one built by Memcache(nil). A nil Cache is not an error here: Config reads
 // it as "cache nothing". Configuration validation calls it.

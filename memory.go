@@ -76,6 +76,10 @@ func (e *memEntry) size() int64 {
 	return int64(len(e.key)) + int64(len(e.value)) + memItemOverhead
 }
 
+// boundedBy reports true: the in-process cache waits on nothing but its
+// own lock, whatever the budget.
+func (m *memoryCache) boundedBy(time.Duration) bool { return true }
+
 // unixSecond is the current time on memcached's one-second clock.
 func (m *memoryCache) unixSecond() int64 {
 	return m.now().Unix()
