@@ -132,17 +132,16 @@ func (s *snapshot) clearedCas() uint64 {
 }
 
 func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
-	items, err := f.cache.getMulti(ctx, []string{l.entryKey, l.genKey})
+	it, genItem, err := f.cache.getPair(ctx, l.entryKey, l.genKey)
 	if err != nil {
 		return snapshot{}, err
 	}
-	gen, ok := parseGen(items[l.genKey])
-	if !ok && items[l.genKey] == nil {
+	gen, ok := parseGen(genItem)
+	if !ok && genItem == nil {
 		if gen, err = f.initGeneration(ctx, l.genKey); err != nil {
 			return snapshot{}, err
 		}
 	}
-	it := items[l.entryKey]
 	st, _ := stateOf(it)
 	s := snapshot{state: st, item: it, gen: gen}
 	if st == stateValue && gen != "" {

@@ -116,6 +116,33 @@ func (g *guard) getMulti(ctx context.Context, keys []string) (items map[string]*
 	return items, nil
 }
 
+// pairGetter is implemented by the built-in caches: GetMulti of two keys
+// without building a map. Other Caches are read through GetMulti.
+type pairGetter interface {
+	getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error)
+}
+
+// getPair reads two keys in one operation, as getMulti does: nil for a key
+// not found.
+func (g *guard) getPair(ctx context.Context, k1, k2 string) (i1, i2 *Item, err error) {
+	pg, ok := g.cache.(pairGetter)
+	if !ok {
+		items, err := g.getMulti(ctx, []string{k1, k2})
+		if err != nil {
+			return nil, nil, err
+		}
+		return items[k1], items[k2], nil
+	}
+	err = g.run(ctx, func(ctx context.Context) error {
+		i1, i2, err = pg.getPair(ctx, k1, k2)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cachedsql: cache read: %w", err)
+	}
+	return i1, i2, nil
+}
+
 func (g *guard) add(ctx context.Context, item *Item) error {
 	return g.run(ctx, func(ctx context.Context) error { return g.cache.Add(ctx, item) })
 }

@@ -95,23 +95,68 @@ func checkCache(c Cache) error {
 }
 
 func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string]*Item, error) {
-	if m.c == nil {
-		return nil, ErrNilClient
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, opError("memcache", "get", "", err)
-	}
-	for _, k := range keys {
-		if !validKey(k) {
-			return nil, opError("memcache", "get", k, ErrBadKey)
-		}
+	if err := m.checkGet(ctx, keys); err != nil {
+		return nil, err
 	}
 	if len(keys) == 0 {
 		return map[string]*Item{}, nil
 	}
+	res, err := m.get(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	return convertItems(res), nil
+}
+
+// getPair is GetMulti of two keys without a result map (the read path's
+// entry and generation keys): nil for a key not found.
+func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
+	keys := []string{k1, k2}
+	if err := m.checkGet(ctx, keys); err != nil {
+		return nil, nil, err
+	}
+	res, err := m.get(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	r1, r2 := res[k1], res[k2]
+	if r1 == nil && r2 == nil {
+		return nil, nil, nil
+	}
+	items := new([2]Item)
+	var i1, i2 *Item
+	if r1 != nil {
+		items[0] = Item{Key: k1, Value: r1.Value, CasID: r1.CasID}
+		i1 = &items[0]
+	}
+	if r2 != nil {
+		items[1] = Item{Key: k2, Value: r2.Value, CasID: r2.CasID}
+		i2 = &items[1]
+	}
+	return i1, i2, nil
+}
+
+// checkGet is what GetMulti checks before anything is sent.
+func (m *memcacheCache) checkGet(ctx context.Context, keys []string) error {
+	if m.c == nil {
+		return ErrNilClient
+	}
+	if err := ctx.Err(); err != nil {
+		return opError("memcache", "get", "", err)
+	}
+	for _, k := range keys {
+		if !validKey(k) {
+			return opError("memcache", "get", k, ErrBadKey)
+		}
+	}
+	return nil
+}
+
+// get runs gomemcache's GetMulti for keys (checked, at least one).
+func (m *memcacheCache) get(ctx context.Context, keys []string) (map[string]*memcache.Item, error) {
 	if m.synchronous(ctx) {
 		res, err := m.c.GetMulti(keys)
-		return convertItems(res, err, keys)
+		return res, getError(err, keys)
 	}
 	type result struct {
 		res map[string]*memcache.Item
@@ -124,21 +169,26 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 	}()
 	select {
 	case r := <-done:
-		return convertItems(r.res, r.err, keys)
+		return r.res, getError(r.err, keys)
 	case <-ctx.Done():
 		return nil, opError("memcache", "get", firstKey(keys), ctx.Err())
 	}
 }
 
+// getError maps a failed GetMulti's error. A partial result is useless to
+// the protocols (they treat a failed GetMulti as a miss of everything), so
+// callers return no items with it.
+func getError(err error, keys []string) error {
+	if err != nil {
+		return mapMemcacheError("get", firstKey(keys), err)
+	}
+	return nil
+}
+
 // convertItems turns gomemcache's result into ours. gomemcache reads every
 // value into a fresh slice, so the values are handed over without a copy;
 // all Items share one allocation.
-func convertItems(res map[string]*memcache.Item, err error, keys []string) (map[string]*Item, error) {
-	if err != nil {
-		// A partial result is useless to the protocols (they treat a failed
-		// GetMulti as a miss of everything), so it is not returned.
-		return nil, mapMemcacheError("get", firstKey(keys), err)
-	}
+func convertItems(res map[string]*memcache.Item) map[string]*Item {
 	out := make(map[string]*Item, len(res))
 	items := make([]Item, len(res))
 	i := 0
@@ -147,7 +197,7 @@ func convertItems(res map[string]*memcache.Item, err error, keys []string) (map[
 		out[k] = &items[i]
 		i++
 	}
-	return out, nil
+	return out
 }
 
 func firstKey(keys []string) string {

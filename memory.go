@@ -125,6 +125,59 @@ func (m *memoryCache) GetMulti(ctx context.Context, keys []string) (map[string]*
 	return out, nil
 }
 
+// getPair is GetMulti of two keys without a result map (the read path's
+// entry and generation keys): nil for a key not found. Values are copied,
+// as GetMulti copies them, into one block.
+func (m *memoryCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, opError("memory cache", "get", k1, err)
+	}
+	for _, k := range [2]string{k1, k2} {
+		if !validKey(k) {
+			return nil, nil, opError("memory cache", "get", k, ErrBadKey)
+		}
+	}
+	now := m.unixSecond()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e1 := m.lookup(k1, now)
+	if e1 != nil {
+		m.moveToFront(e1)
+	}
+	e2 := m.lookup(k2, now)
+	if e2 != nil {
+		m.moveToFront(e2)
+	}
+	if e1 == nil && e2 == nil {
+		return nil, nil, nil
+	}
+	var n1, n2 int
+	if e1 != nil {
+		n1 = len(e1.value)
+	}
+	if e2 != nil {
+		n2 = len(e2.value)
+	}
+	// Each value is capped so that appending to it cannot reach its
+	// neighbour.
+	buf := make([]byte, n1+n2)
+	items := new([2]Item)
+	var i1, i2 *Item
+	if e1 != nil {
+		v := buf[:n1:n1]
+		copy(v, e1.value)
+		items[0] = Item{Key: e1.key, Value: v, CasID: e1.cas}
+		i1 = &items[0]
+	}
+	if e2 != nil {
+		v := buf[n1:]
+		copy(v, e2.value)
+		items[1] = Item{Key: e2.key, Value: v, CasID: e2.cas}
+		i2 = &items[1]
+	}
+	return i1, i2, nil
+}
+
 func (m *memoryCache) Add(ctx context.Context, item *Item) error {
 	return m.store(ctx, "add", item)
 }
