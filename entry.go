@@ -245,9 +245,20 @@ func decodeEntry(b []byte) (*entry, error) {
 		return nil, errors.New("cachedsql: cache entry checksum mismatch")
 	}
 	d := decoder{s: string(b[entryHeader:])}
-	e := &entry{gen: d.str()}
+	// Most entries hold one shape: the entry and its shape share one
+	// allocation.
+	one := new(struct {
+		e entry
+		s [1]shape
+	})
+	e := &one.e
+	e.gen = d.str()
 	n := d.countMin(3) // key length, body length, codec
-	e.shapes = make([]shape, n)
+	if n == 1 {
+		e.shapes = one.s[:]
+	} else {
+		e.shapes = make([]shape, n)
+	}
 	for i := range e.shapes {
 		e.shapes[i].key = d.str()
 		e.shapes[i].res = d.result()
@@ -365,10 +376,17 @@ func (d *decoder) result() *result {
 	}
 	end := d.off
 	d.off -= len(body)
-	r := &result{codec: resultCodec(d.byte())}
+	// A lookup's result has one row (or none): the result and its row
+	// list share one allocation.
+	one := new(struct {
+		r   result
+		raw [1][]rawValue
+	})
+	r := &one.r
+	r.codec = resultCodec(d.byte())
 	switch r.codec {
 	case codecPgx:
-		d.pgx(r)
+		d.pgx(r, one.raw[:])
 	case codecGeneric:
 		d.generic(r)
 	default:
@@ -383,7 +401,9 @@ func (d *decoder) result() *result {
 	return r
 }
 
-func (d *decoder) pgx(r *result) {
+// pgx reads a pgx-codec body into r; oneRow, of length 1, holds the row
+// list of a one-row result.
+func (d *decoder) pgx(r *result, oneRow [][]rawValue) {
 	ncols := d.countMin(7)
 	r.fields = make([]pgconn.FieldDescription, ncols)
 	for i := range r.fields {
@@ -400,7 +420,11 @@ func (d *decoder) pgx(r *result) {
 	if d.bad {
 		return
 	}
-	r.raw = make([][]rawValue, nrows)
+	if nrows == 1 {
+		r.raw = oneRow
+	} else {
+		r.raw = make([][]rawValue, nrows)
+	}
 	for i := range r.raw {
 		d.row()
 		if d.bad || ncols > len(d.s)-d.off {

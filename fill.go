@@ -136,23 +136,42 @@ func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	gen, ok := parseGen(genItem)
+	// gen is parseGen(genItem), copied out of the item only when the
+	// entry does not hold an equal string already (the hit path).
+	var gen string
+	genBytes, ok := genBytesOf(genItem)
 	if !ok && genItem == nil {
 		if gen, err = f.initGeneration(ctx, l.genKey); err != nil {
 			return snapshot{}, err
 		}
 	}
 	st, _ := stateOf(it)
-	s := snapshot{state: st, item: it, gen: gen}
-	if st == stateValue && gen != "" {
-		if e, err := decodeEntry(it.Value); err == nil && e.gen == gen {
+	s := snapshot{state: st, item: it}
+	if st == stateValue && (ok || gen != "") {
+		if e, err := decodeEntry(it.Value); err == nil && (ok && string(genBytes) == e.gen || !ok && e.gen == gen) {
+			if ok {
+				gen = e.gen
+			}
 			s.entry = e
 			if r, ok := e.lookup(l.shape); ok {
 				s.hit = r
 			}
 		}
 	}
+	if ok && gen == "" {
+		gen = string(genBytes)
+	}
+	s.gen = gen
 	return s, nil
+}
+
+// genBytesOf is parseGen without the copy: the generation's bytes in
+// it.Value.
+func genBytesOf(it *Item) ([]byte, bool) {
+	if it == nil || len(it.Value) <= len(genPrefix) || string(it.Value[:len(genPrefix)]) != genPrefix {
+		return nil, false
+	}
+	return it.Value[len(genPrefix):], true
 }
 
 // initGeneration starts a generation shard that is absent (new, evicted or
