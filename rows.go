@@ -49,6 +49,8 @@ type pgxRows struct {
 	plans   []pgtype.ScanPlan // per column, planned on first use (value)
 	planBuf [8]pgtype.ScanPlan
 	scratch pgxScratch
+	curBuf  [8][]byte // cur's backing array for up to 8 columns
+	nameBuf [8]string // columnNames' backing array for up to 8 columns
 
 	columnNames []string
 }
@@ -66,13 +68,20 @@ func (r *pgxRows) advance() bool {
 		n += len(v.s)
 	}
 	buf := make([]byte, n)
-	cur := make([][]byte, len(row))
+	var cur [][]byte
+	if len(row) <= len(r.curBuf) {
+		cur = r.curBuf[:len(row)] // reused row to row: only buf is handed out
+	} else {
+		cur = make([][]byte, len(row))
+	}
 	off := 0
 	for i, v := range row {
 		if v.ok {
 			end := off + copy(buf[off:], v.s)
 			cur[i] = buf[off:end:end]
 			off = end
+		} else {
+			cur[i] = nil
 		}
 	}
 	r.cur = cur
@@ -81,7 +90,11 @@ func (r *pgxRows) advance() bool {
 
 func (r *pgxRows) Columns() []string {
 	if r.columnNames == nil {
-		r.columnNames = make([]string, len(r.res.fields))
+		if len(r.res.fields) <= len(r.nameBuf) {
+			r.columnNames = r.nameBuf[:len(r.res.fields)]
+		} else {
+			r.columnNames = make([]string, len(r.res.fields))
+		}
 		for i, fd := range r.res.fields {
 			r.columnNames[i] = fd.Name
 		}
