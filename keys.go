@@ -252,10 +252,16 @@ const maxValuerDepth = 4
 // key value: "col = NULL" matches no row, and caching that would be wrong
 // for "IS NOT DISTINCT FROM" shapes.
 func canonicalKey(k keyInfo, args []any) ([]string, bool) {
+	return appendCanonicalKey(nil, k, args)
+}
+
+// appendCanonicalKey is canonicalKey appending to dst (whose spare capacity
+// a caller may keep on its stack).
+func appendCanonicalKey(dst []string, k keyInfo, args []any) ([]string, bool) {
 	if len(args) != len(k.cols) || len(k.cols) == 0 {
 		return nil, false
 	}
-	out := make([]string, len(args))
+	out := append(dst, make([]string, len(args))...)[len(dst):]
 	for i, a := range args {
 		s, ok := canonicalValue(k.cols[i], a)
 		if !ok {

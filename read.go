@@ -124,7 +124,8 @@ func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.N
 		}
 		vals[i] = v
 	}
-	canon, ok := canonicalKey(k, vals)
+	var canonBuf [4]string
+	canon, ok := appendCanonicalKey(canonBuf[:0], k, vals)
 	if !ok {
 		return nil, false
 	}
