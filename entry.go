@@ -245,11 +245,12 @@ func decodeEntry(b []byte) (*entry, error) {
 		return nil, errors.New("cachedsql: cache entry checksum mismatch")
 	}
 	d := decoder{s: string(b[entryHeader:])}
-	// Most entries hold one shape: the entry and its shape share one
-	// allocation.
+	// Most entries hold one shape: the entry, its shape and the shape's
+	// result share one allocation.
 	one := new(struct {
-		e entry
-		s [1]shape
+		e   entry
+		s   [1]shape
+		res resultBlock
 	})
 	e := &one.e
 	e.gen = d.str()
@@ -261,7 +262,11 @@ func decodeEntry(b []byte) (*entry, error) {
 	}
 	for i := range e.shapes {
 		e.shapes[i].key = d.str()
-		e.shapes[i].res = d.result()
+		var into *resultBlock
+		if n == 1 {
+			into = &one.res
+		}
+		e.shapes[i].res = d.result(into)
 		if d.bad {
 			return nil, errCorruptEntry
 		}
@@ -368,20 +373,24 @@ func (d *decoder) row() {
 	}
 }
 
-// result reads one length-prefixed result body.
-func (d *decoder) result() *result {
+// resultBlock is a decoded result and the row list of a one-row result
+// (every cached lookup's), allocated together.
+type resultBlock struct {
+	r   result
+	raw [1][]rawValue
+}
+
+// result reads one length-prefixed result body, into one if not nil.
+func (d *decoder) result(one *resultBlock) *result {
 	body := d.str()
 	if d.bad {
 		return nil
 	}
 	end := d.off
 	d.off -= len(body)
-	// A lookup's result has one row (or none): the result and its row
-	// list share one allocation.
-	one := new(struct {
-		r   result
-		raw [1][]rawValue
-	})
+	if one == nil {
+		one = new(resultBlock)
+	}
 	r := &one.r
 	r.codec = resultCodec(d.byte())
 	switch r.codec {
@@ -405,7 +414,25 @@ func (d *decoder) result() *result {
 // list of a one-row result.
 func (d *decoder) pgx(r *result, oneRow [][]rawValue) {
 	ncols := d.countMin(7)
-	r.fields = make([]pgconn.FieldDescription, ncols)
+	// The row description and the first row share one allocation for up to
+	// eight columns (capacities capped: nothing can append into the other).
+	var firstRow []rawValue
+	switch {
+	case ncols >= 1 && ncols <= 4:
+		b := new(struct {
+			f [4]pgconn.FieldDescription
+			r [4]rawValue
+		})
+		r.fields, firstRow = b.f[:ncols:ncols], b.r[:ncols:ncols]
+	case ncols > 4 && ncols <= 8:
+		b := new(struct {
+			f [8]pgconn.FieldDescription
+			r [8]rawValue
+		})
+		r.fields, firstRow = b.f[:ncols:ncols], b.r[:ncols:ncols]
+	default:
+		r.fields = make([]pgconn.FieldDescription, ncols)
+	}
 	for i := range r.fields {
 		f := &r.fields[i]
 		f.Name = d.str()
@@ -431,7 +458,10 @@ func (d *decoder) pgx(r *result, oneRow [][]rawValue) {
 			d.fail()
 			return
 		}
-		row := make([]rawValue, ncols)
+		row := firstRow
+		if i > 0 || row == nil {
+			row = make([]rawValue, ncols)
+		}
 		for j := range row {
 			n := d.uvarint()
 			if n == 0 {
