@@ -83,6 +83,12 @@ type queryFunc func(context.Context) (*result, error)
 // database otherwise. Cache failures never reach the caller.
 func (f *filler) read(ctx context.Context, l *lookup, query queryFunc) (*result, error) {
 	st, err := f.readCache(ctx, l)
+	return f.readFrom(ctx, l, st, err, query)
+}
+
+// readFrom is read after its cache read returned st, err. A caller that
+// serves st.hit itself (countHit, then the result) need not build query.
+func (f *filler) readFrom(ctx context.Context, l *lookup, st snapshot, err error, query queryFunc) (*result, error) {
 	if err != nil {
 		f.stats.misses.Add(1)
 		return query(ctx)

@@ -33,7 +33,7 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		st.bypass(BypassFailOpen)
 		return nil, false, nil
 	}
-	l, ok := c.resolveLookupIn(lp, qualified, args)
+	l, ok := c.resolveLookupIn(lp, qualified, args) // a value: a hit does not allocate it
 	if !ok {
 		st.bypass(BypassArgs)
 		return nil, false, nil
@@ -44,18 +44,17 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		l.canFill = false
 	}
 	f := c.cn.filler
-	q := func(ctx context.Context) (*result, error) {
-		res, err := c.materialize(ctx, pc, query, args, si)
-		if err == nil {
-			f.checkRows(l, res)
-		}
-		return res, err
-	}
 	var res *result
 	if mode == modeFresh {
-		res, err = f.readFresh(ctx, l, q)
+		lc := l
+		res, err = f.readFresh(ctx, &lc, c.lookupQuery(pc, query, args, si, &lc))
+	} else if st, rerr := f.readCache(ctx, &l); rerr == nil && st.hit != nil {
+		// A hit, as f.read serves it, without building the query closure.
+		f.countHit(st.hit)
+		res = st.hit
 	} else {
-		res, err = f.read(ctx, l, q)
+		lc := l
+		res, err = f.readFrom(ctx, &lc, st, rerr, c.lookupQuery(pc, query, args, si, &lc))
 	}
 	if err != nil {
 		return nil, true, err
@@ -65,6 +64,19 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		m = pc.TypeMap()
 	}
 	return res.replay(m), true, nil
+}
+
+// lookupQuery is the query function of a lookup that reaches the
+// database: materialize, then report a result that breaks its rule.
+func (c *conn) lookupQuery(pc *pgx.Conn, query string, args []driver.NamedValue, si *stmt, l *lookup) queryFunc {
+	f := c.cn.filler
+	return func(ctx context.Context) (*result, error) {
+		res, err := c.materialize(ctx, pc, query, args, si)
+		if err == nil {
+			f.checkRows(l, res)
+		}
+		return res, err
+	}
 }
 
 // materialize runs a lookup on the database and reads its rows: through
@@ -91,14 +103,18 @@ func (c *conn) materialize(ctx context.Context, pc *pgx.Conn, query string, args
 // an argument cannot be canonicalised (or names pgx options that rewrite
 // the query), so the lookup must pass through.
 func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup, bool) {
-	return c.resolveLookupIn(lp, lp.table.qualified(), args)
+	l, ok := c.resolveLookupIn(lp, lp.table.qualified(), args)
+	if !ok {
+		return nil, false
+	}
+	return &l, true
 }
 
 // resolveLookupIn is resolveLookup with qualified = lp.table.qualified().
-func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.NamedValue) (*lookup, bool) {
+func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.NamedValue) (lookup, bool) {
 	params, ok := stripPgxOptions(args)
 	if !ok {
-		return nil, false
+		return lookup{}, false
 	}
 	value := func(i int) (any, bool) {
 		if i < 1 || i > len(params) {
@@ -120,14 +136,14 @@ func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.N
 		}
 		v, ok := value(a.param)
 		if !ok {
-			return nil, false
+			return lookup{}, false
 		}
 		vals[i] = v
 	}
 	var canonBuf [4]string
 	canon, ok := appendCanonicalKey(canonBuf[:0], k, vals)
 	if !ok {
-		return nil, false
+		return lookup{}, false
 	}
 	shape := lp.shape
 	if len(lp.extra) > 0 || len(lp.rawParams) > 0 {
@@ -138,11 +154,11 @@ func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.N
 			for _, i := range group {
 				v, ok := value(i)
 				if !ok {
-					return nil, false
+					return lookup{}, false
 				}
 				s, ok := canonGeneric(v, false)
 				if !ok && v != nil {
-					return nil, false
+					return lookup{}, false
 				}
 				if v == nil {
 					s = "null"
@@ -159,7 +175,7 @@ func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.N
 	rule := lp.table.rule
 	rules := &c.cn.cfg.Rules
 	missTTL, cacheMisses := rules.missTTL(rule, c.cn.cfg.MissTTL)
-	return &lookup{
+	return lookup{
 		entryKey:    ek,
 		genKey:      gk,
 		shape:       shape,
