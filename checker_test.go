@@ -146,7 +146,10 @@ func TestCheckerBroken(t *testing.T) {
 		{"clear-others-tombstones", cachedsql.BrokenClearOthers, func(r *ckRun) {
 			r.clearsFrom, r.clearsUntil, r.clearsAll, r.jitter, r.rows = 0, time.Hour, true, 20*time.Millisecond, 3
 		}},
-		{"merge-old-generation", cachedsql.BrokenMergeOldGen, func(r *ckRun) { r.bumpShare = 0.3 }},
+		// Old shapes survive only across table bumps, and fills happen only
+		// while no bump is in flight: one writer per process, every write a
+		// bump, many readers between bumps.
+		{"merge-old-generation", cachedsql.BrokenMergeOldGen, func(r *ckRun) { r.writers, r.bumpShare = 1, 1 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
