@@ -69,6 +69,10 @@ type ckRun struct {
 	// fillPause, when set, pauses every fill that long between its
 	// database read and its cas: the window a late joiner needs.
 	fillPause time.Duration
+	// protectPause, when set, pauses every writer that long between its
+	// protect and its COMMIT: the window in which another writer's clear
+	// can remove its tombstone.
+	protectPause time.Duration
 }
 
 // ckReport is what a run produced.
@@ -135,7 +139,9 @@ func TestCheckerBroken(t *testing.T) {
 		v    cachedsql.BrokenVariant
 		tune func(*ckRun)
 	}{
-		{"plain-set", cachedsql.BrokenPlainSet, nil},
+		// A plain set stores a stale row when a write commits between the
+		// fill's read and its set: every fill pauses there.
+		{"plain-set", cachedsql.BrokenPlainSet, func(r *ckRun) { r.fillPause = 20 * time.Millisecond }},
 		{"flush-before-commit", cachedsql.BrokenFlushBeforeCommit, nil},
 		// Late joiners need a flight still open when a write is
 		// acknowledged: every fill pauses before its cas, on few rows.
@@ -145,6 +151,7 @@ func TestCheckerBroken(t *testing.T) {
 		// everywhere half the time.
 		{"clear-others-tombstones", cachedsql.BrokenClearOthers, func(r *ckRun) {
 			r.clearsFrom, r.clearsUntil, r.clearsAll, r.jitter, r.rows = 0, time.Hour, true, 20*time.Millisecond, 3
+			r.protectPause = 30 * time.Millisecond
 		}},
 		// Old shapes survive only across table bumps, and fills happen only
 		// while no bump is in flight: one writer per process, every write a
@@ -329,6 +336,7 @@ func ckExecute(t *testing.T, run ckRun) ckReport {
 		"CK_CLEARS_ALL="+strconv.FormatBool(run.clearsAll),
 		"CK_JITTER="+cmp.Or(run.jitter, 3*time.Millisecond).String(),
 		"CK_FILL_PAUSE="+run.fillPause.String(),
+		"CK_PROTECT_PAUSE="+run.protectPause.String(),
 	)
 	if run.faults {
 		env = append(env, "CK_PG_PROXY="+pgProxy.Addr())
@@ -586,6 +594,7 @@ func TestCheckerChild(t *testing.T) {
 	clearsAll := env("CK_CLEARS_ALL") == "true"
 	jitterMax, _ := time.ParseDuration(env("CK_JITTER"))
 	fillPause, _ := time.ParseDuration(env("CK_FILL_PAUSE"))
+	protectPause, _ := time.ParseDuration(env("CK_PROTECT_PAUSE"))
 	clearsFail := func() bool {
 		if (proc != 0 && !clearsAll) || clearsUntil == 0 {
 			return false
@@ -645,8 +654,12 @@ func TestCheckerChild(t *testing.T) {
 		if fillPause > 0 {
 			beforeCas = func(string) { time.Sleep(fillPause) }
 		}
+		afterProtect := func() { jitter("") }
+		if protectPause > 0 {
+			afterProtect = func() { time.Sleep(protectPause) }
+		}
 		cachedsql.SetFillHooks(cn, nil, beforeCas)
-		cachedsql.SetFlushHooks(cn, func() { jitter("") }, nil)
+		cachedsql.SetFlushHooks(cn, afterProtect, nil)
 		cachedsql.SetBrokenVariant(cn, cachedsql.BrokenVariant(variant))
 		db := sql.OpenDB(cn)
 		t.Cleanup(func() { db.Close() })
