@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"io"
@@ -263,9 +264,14 @@ func (e *Env) driverLevel(ctx context.Context) ([]DriverOp, error) {
 		out = append(out, DriverOp{Name: name, AllocsOp: a, NsOp: ns})
 		return nil
 	}
+	// One connection each, kept idle between operations: size(nil, ...)
+	// leaves every pool without idle connections, which made each lookup
+	// dial PostgreSQL anew (and count the dial's allocations).
 	e.size(nil, 1)
-	e.cached.SetMaxOpenConns(1)
-	e.plain.SetMaxOpenConns(1)
+	for _, db := range []*sql.DB{e.cached, e.plain} {
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+	}
 	var u User
 	id := 1
 	if err := add("hit through database/sql (QueryRow+Scan, 5 columns)", 5000, func() error {
