@@ -47,6 +47,7 @@ type catalog struct {
 // tableInfo is one rule's table.
 type tableInfo struct {
 	schema, name string    // resolved; schema "" only for generic drivers
+	qname        string    // qualified(), spelled once at load: keys use it on every read
 	rule         TableRule // its rule
 	columns      map[string]columnInfo
 	keys         []keyInfo // rule.Keys, resolved, in the rule's order
@@ -71,6 +72,13 @@ type columnInfo struct {
 // qualified is the table's canonical name in cache keys: "public.users",
 // `app."Users"`, or "users" when the schema is unknown (generic drivers).
 func (t *tableInfo) qualified() string {
+	if t.qname != "" {
+		return t.qname
+	}
+	return t.spellQualified()
+}
+
+func (t *tableInfo) spellQualified() string {
 	if t.schema == "" {
 		return ident{parts: []string{t.name}}.String()
 	}
@@ -266,6 +274,7 @@ func foldCol(col string) string {
 // reported (nil columns: generic, every key column kindUnknown).
 func (rt *ruleTable) newTable(schema, name string, columns map[string]columnInfo) (*tableInfo, error) {
 	t := &tableInfo{schema: schema, name: name, rule: rt.rule, columns: columns, validated: columns != nil}
+	t.qname = t.spellQualified()
 	for i, key := range rt.keys {
 		k := keyInfo{name: KeyName(rt.rule.Keys[i])}
 		for _, col := range key {

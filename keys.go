@@ -60,13 +60,12 @@ func genKey(ns string, t *tableInfo, bucket int) string {
 }
 
 // lookupKeys returns entryKey(ns, t, key, canon) and the key of its
-// generation bucket, genKey(ns, t, bucketOf(entry, genBuckets)), with
-// qualified = t.qualified() computed once by the caller and both keys
+// generation bucket, genKey(ns, t, bucketOf(entry, genBuckets)), both
 // built in one stack buffer.
-func lookupKeys(ns, qualified, keyName string, canon []string) (entry, gen string) {
+func lookupKeys(ns string, t *tableInfo, key int, canon []string) (entry, gen string) {
 	var buf [keyBufSize]byte
-	entry = string(appendEntryKey(buf[:0], ns, qualified, keyName, canon))
-	gen = string(appendGenKey(buf[:0], ns, qualified, bucketOf(entry, genBuckets)))
+	entry = string(appendEntryKey(buf[:0], ns, t.qualified(), t.keys[key].name, canon))
+	gen = string(appendGenKey(buf[:0], ns, t.qualified(), bucketOf(entry, genBuckets)))
 	return entry, gen
 }
 

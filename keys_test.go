@@ -323,7 +323,7 @@ func TestLookupKeys(t *testing.T) {
 	long := testTable("public", strings.Repeat("t", 300), keyInfo{name: "id", cols: []keyCol{col(kindInt)}})
 	for _, tab := range []*tableInfo{users, long} {
 		for _, v := range []string{"5", "a b", strings.Repeat("x", 300), "é"} {
-			ek, gk := lookupKeys("ns", tab.qualified(), tab.keys[0].name, []string{v})
+			ek, gk := lookupKeys("ns", tab, 0, []string{v})
 			if want := entryKey("ns", tab, 0, []string{v}); ek != want {
 				t.Errorf("entry key %q, want %q", ek, want)
 			}

@@ -28,12 +28,11 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 		st.bypass(BypassSession)
 		return nil, false, nil
 	}
-	qualified := lp.table.qualified()
-	if c.cn.flusher.bypassed(qualified) {
+	if c.cn.flusher.bypassed(lp.table.qualified()) {
 		st.bypass(BypassFailOpen)
 		return nil, false, nil
 	}
-	l, ok := c.resolveLookupIn(lp, qualified, args) // a value: a hit does not allocate it
+	l, ok := c.resolveLookupValue(lp, args) // a value: a hit does not allocate it
 	if !ok {
 		st.bypass(BypassArgs)
 		return nil, false, nil
@@ -103,15 +102,16 @@ func (c *conn) materialize(ctx context.Context, pc *pgx.Conn, query string, args
 // an argument cannot be canonicalised (or names pgx options that rewrite
 // the query), so the lookup must pass through.
 func (c *conn) resolveLookup(lp *lookupPlan, args []driver.NamedValue) (*lookup, bool) {
-	l, ok := c.resolveLookupIn(lp, lp.table.qualified(), args)
+	l, ok := c.resolveLookupValue(lp, args)
 	if !ok {
 		return nil, false
 	}
 	return &l, true
 }
 
-// resolveLookupIn is resolveLookup with qualified = lp.table.qualified().
-func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.NamedValue) (lookup, bool) {
+// resolveLookupValue is resolveLookup returning a value, which a hit keeps
+// on the stack.
+func (c *conn) resolveLookupValue(lp *lookupPlan, args []driver.NamedValue) (lookup, bool) {
 	params, ok := stripPgxOptions(args)
 	if !ok {
 		return lookup{}, false
@@ -171,7 +171,7 @@ func (c *conn) resolveLookupIn(lp *lookupPlan, qualified string, args []driver.N
 		shape = b.String()
 	}
 	cat := c.pl.cat
-	ek, gk := lookupKeys(cat.namespace, qualified, k.name, canon)
+	ek, gk := lookupKeys(cat.namespace, lp.table, lp.key, canon)
 	rule := lp.table.rule
 	rules := &c.cn.cfg.Rules
 	missTTL, cacheMisses := rules.missTTL(rule, c.cn.cfg.MissTTL)
