@@ -224,15 +224,22 @@ func TestEntryForgedLengths(t *testing.T) {
 		"varint":       oneShape([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
 	} {
 		in := resealed(body)
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		_, err := decodeEntry(in)
-		runtime.ReadMemStats(&after)
-		if err == nil {
+		if _, err := decodeEntry(in); err == nil {
 			t.Errorf("%s: forged length decoded", name)
 		}
-		if n := after.TotalAlloc - before.TotalAlloc; n > 4096 {
-			t.Errorf("%s: decoding a %d-byte forged entry allocated %d bytes", name, len(in), n)
+		// TotalAlloc counts every goroutine's allocations, and other
+		// tests' pools keep allocating in the background: the least of a
+		// few runs is this decode's own cost.
+		least := uint64(math.MaxUint64)
+		for range 5 {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, _ = decodeEntry(in)
+			runtime.ReadMemStats(&after)
+			least = min(least, after.TotalAlloc-before.TotalAlloc)
+		}
+		if least > 4096 {
+			t.Errorf("%s: decoding a %d-byte forged entry allocated %d bytes", name, len(in), least)
 		}
 	}
 }
