@@ -5,8 +5,6 @@ import (
 	"net"
 	"os"
 	"strings"
-
-	"github.com/bradfitz/gomemcache/memcache"
 )
 
 // Environment variables that configure the driver registered as "cachedsql".
@@ -61,17 +59,8 @@ func parseCacheSpec(spec string) (Cache, error) {
 		}
 		addrs = append(addrs, addr)
 	}
-	// Resolve the addresses now, so a typo fails the first Open rather than
-	// every read; an unreachable server is not an error (reads fail open).
-	var servers memcache.ServerList
-	if err := servers.SetServers(addrs...); err != nil {
-		return nil, err
-	}
-	client := memcache.NewFromSelector(&servers)
-	// This client is ours: size it for a pool's concurrency (gomemcache
-	// dials a new connection per operation above MaxIdleConns, default 2),
-	// and let its own timeout bound each operation (see Memcache).
-	client.MaxIdleConns = envMemcacheIdleConns
-	client.Timeout = DefaultCacheTimeout
-	return Memcache(client), nil
+	// NewMemcache resolves the addresses now, so a typo fails the first
+	// Open rather than every read; an unreachable server is not an error
+	// (reads fail open). Its pools are sized for a pool's concurrency.
+	return NewMemcache(MemcacheConfig{Servers: addrs, MaxIdleConns: envMemcacheIdleConns})
 }

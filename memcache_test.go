@@ -3,6 +3,7 @@ package cachedsql_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -30,22 +31,32 @@ func newClient(t *testing.T, addr string) *memcache.Client {
 
 func TestMemcacheFakeServer(t *testing.T) {
 	t.Parallel()
-	srv := fakememcache.Start(t)
-	cachetest.Run(t, func(t *testing.T) cachedsql.Cache {
-		return cachedsql.Memcache(newClient(t, srv.Addr()))
-	}, cachetest.Evict(func(t *testing.T, _ cachedsql.Cache, key string) {
-		if !srv.Evict(key) {
-			t.Fatalf("Evict(%q): no such item", key)
-		}
-	}))
+	for _, b := range memcacheBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			srv := fakememcache.Start(t)
+			cachetest.Run(t, func(t *testing.T) cachedsql.Cache {
+				return b.open(t, srv.Addr(), 5*time.Second)
+			}, cachetest.Evict(func(t *testing.T, _ cachedsql.Cache, key string) {
+				if !srv.Evict(key) {
+					t.Fatalf("Evict(%q): no such item", key)
+				}
+			}))
+		})
+	}
 }
 
 func TestMemcacheRealServer(t *testing.T) {
 	t.Parallel()
 	addr := testenv.MemcacheAddr(t)
-	cachetest.Run(t, func(t *testing.T) cachedsql.Cache {
-		return cachedsql.Memcache(newClient(t, addr))
-	})
+	for _, b := range memcacheBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cachetest.Run(t, func(t *testing.T) cachedsql.Cache {
+				return b.open(t, addr, 5*time.Second)
+			})
+		})
+	}
 }
 
 // TestServerRefusesLargeValue pins what memcached does with a value over
@@ -112,161 +123,192 @@ func TestMemcacheNilItem(t *testing.T) {
 	}
 }
 
-// faulty returns a cache over a fake server with a short client timeout, so
-// faults that make gomemcache wait cost 300 ms, not its default 500 ms.
-func faulty(t *testing.T) (*fakememcache.Server, cachedsql.Cache) {
-	srv := fakememcache.Start(t)
-	mc := newClient(t, srv.Addr())
-	mc.Timeout = 300 * time.Millisecond // after newClient's
-	return srv, cachedsql.Memcache(mc)
+// memcacheBackends are the two memcached Caches: Memcache over the
+// caller's gomemcache client, and NewMemcache with its own read path. Both
+// must behave alike under every fault.
+var memcacheBackends = []struct {
+	name string
+	open func(t *testing.T, addr string, timeout time.Duration) cachedsql.Cache
+}{
+	{"Memcache", func(t *testing.T, addr string, timeout time.Duration) cachedsql.Cache {
+		mc := newClient(t, addr)
+		mc.Timeout = timeout
+		return cachedsql.Memcache(mc)
+	}},
+	{"NewMemcache", func(t *testing.T, addr string, timeout time.Duration) cachedsql.Cache {
+		c, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: []string{addr}, Timeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.(io.Closer).Close() })
+		return c
+	}},
+}
+
+// withFaulty runs test once per backend, each on a fresh fake server, with
+// a short client timeout so faults that make a client wait cost 300 ms,
+// not gomemcache's default 500 ms.
+func withFaulty(t *testing.T, test func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache)) {
+	for _, b := range memcacheBackends {
+		t.Run(b.name, func(t *testing.T) {
+			srv := fakememcache.Start(t)
+			test(t, srv, b.open(t, srv.Addr(), 300*time.Millisecond))
+		})
+	}
 }
 
 func TestMemcacheBlackHoleHonoursDeadline(t *testing.T) {
 	// Not parallel: it measures time, so it runs alone, before the suites.
-	srv, c := faulty(t)
-	srv.SetFaults(fakememcache.Faults{BlackHole: true})
-	ops := map[string]func(ctx context.Context) error{
-		"GetMulti": func(ctx context.Context) error { _, err := c.GetMulti(ctx, []string{"k"}); return err },
-		"Set":      func(ctx context.Context) error { return c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}) },
-		"Add":      func(ctx context.Context) error { return c.Add(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}) },
-		"CompareAndSwap": func(ctx context.Context) error {
-			return c.CompareAndSwap(ctx, &cachedsql.Item{Key: "k", Value: []byte("v"), CasID: 1})
-		},
-		"Delete": func(ctx context.Context) error { return c.Delete(ctx, "k") },
-	}
-	for name, op := range ops {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		start := time.Now()
-		err := op(ctx)
-		elapsed := time.Since(start)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s on a black hole: got %v; want DeadlineExceeded", name, err)
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		srv.SetFaults(fakememcache.Faults{BlackHole: true})
+		ops := map[string]func(ctx context.Context) error{
+			"GetMulti": func(ctx context.Context) error { _, err := c.GetMulti(ctx, []string{"k"}); return err },
+			"Set":      func(ctx context.Context) error { return c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}) },
+			"Add":      func(ctx context.Context) error { return c.Add(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}) },
+			"CompareAndSwap": func(ctx context.Context) error {
+				return c.CompareAndSwap(ctx, &cachedsql.Item{Key: "k", Value: []byte("v"), CasID: 1})
+			},
+			"Delete": func(ctx context.Context) error { return c.Delete(ctx, "k") },
 		}
-		if !strings.HasPrefix(err.Error(), "cachedsql: memcache ") {
-			t.Errorf("%s error %q lacks the cachedsql: memcache prefix", name, err)
+		for name, op := range ops {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			start := time.Now()
+			err := op(ctx)
+			elapsed := time.Since(start)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s on a black hole: got %v; want DeadlineExceeded", name, err)
+			}
+			if !strings.HasPrefix(err.Error(), "cachedsql: memcache ") {
+				t.Errorf("%s error %q lacks the cachedsql: memcache prefix", name, err)
+			}
+			if elapsed > 200*time.Millisecond {
+				t.Errorf("%s on a black hole with a 20ms deadline took %v; want < 200ms", name, elapsed)
+			}
 		}
-		if elapsed > 200*time.Millisecond {
-			t.Errorf("%s on a black hole with a 20ms deadline took %v; want < 200ms", name, elapsed)
-		}
-	}
+	})
 }
 
 // Without a deadline the client's own timeout ends the wait, and the error
 // must not pass for a miss (a miss would invite a fill).
 func TestMemcacheBlackHoleWithoutDeadline(t *testing.T) {
 	t.Parallel()
-	srv, c := faulty(t)
-	srv.SetFaults(fakememcache.Faults{BlackHole: true})
-	_, err := c.GetMulti(context.Background(), []string{"k"})
-	if err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
-		t.Fatalf("GetMulti on a black hole: got %v; want a timeout error", err)
-	}
-	err = c.Delete(context.Background(), "k")
-	if err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
-		t.Fatalf("Delete on a black hole: got %v; want a timeout error, not a miss", err)
-	}
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		srv.SetFaults(fakememcache.Faults{BlackHole: true})
+		_, err := c.GetMulti(context.Background(), []string{"k"})
+		if err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
+			t.Fatalf("GetMulti on a black hole: got %v; want a timeout error", err)
+		}
+		err = c.Delete(context.Background(), "k")
+		if err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
+			t.Fatalf("Delete on a black hole: got %v; want a timeout error, not a miss", err)
+		}
+	})
 }
 
 func TestMemcacheDelay(t *testing.T) {
 	// Not parallel: it measures time, so it runs alone, before the suites.
-	srv, c := faulty(t)
-	ctx := context.Background()
-	if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
-	srv.SetFaults(fakememcache.Faults{Verbs: []string{"gets"}, Delay: 100 * time.Millisecond})
-	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
-	defer cancel()
-	if _, err := c.GetMulti(short, []string{"k"}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("GetMulti delayed past its deadline: got %v; want DeadlineExceeded", err)
-	}
-	// Within the client's timeout a slow answer is still an answer; other
-	// verbs are not delayed.
-	m, err := c.GetMulti(ctx, []string{"k"})
-	if err != nil || m["k"] == nil || string(m["k"].Value) != "v" {
-		t.Fatalf("delayed GetMulti = %v, %v; want k = v", m, err)
-	}
-	if got := srv.Ops("gets"); got != 2 {
-		t.Errorf("server saw %d gets; want 2", got)
-	}
-	if got := srv.Ops("set"); got != 1 {
-		t.Errorf("server saw %d sets; want 1", got)
-	}
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		ctx := context.Background()
+		if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		srv.SetFaults(fakememcache.Faults{Verbs: []string{"gets"}, Delay: 100 * time.Millisecond})
+		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		if _, err := c.GetMulti(short, []string{"k"}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("GetMulti delayed past its deadline: got %v; want DeadlineExceeded", err)
+		}
+		// Within the client's timeout a slow answer is still an answer; other
+		// verbs are not delayed.
+		m, err := c.GetMulti(ctx, []string{"k"})
+		if err != nil || m["k"] == nil || string(m["k"].Value) != "v" {
+			t.Fatalf("delayed GetMulti = %v, %v; want k = v", m, err)
+		}
+		if got := srv.Ops("gets"); got != 2 {
+			t.Errorf("server saw %d gets; want 2", got)
+		}
+		if got := srv.Ops("set"); got != 1 {
+			t.Errorf("server saw %d sets; want 1", got)
+		}
+	})
 }
 
 func TestMemcacheCorruptValuesAreReturned(t *testing.T) {
 	t.Parallel()
-	srv, c := faulty(t)
-	ctx := context.Background()
-	want := []byte("a perfectly good entry")
-	if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: want}); err != nil {
-		t.Fatal(err)
-	}
-	srv.SetFaults(fakememcache.Faults{Corrupt: true})
-	m, err := c.GetMulti(ctx, []string{"k"})
-	if err != nil {
-		t.Fatalf("GetMulti of a corrupt value: %v; want the bytes (the entry decoder rejects them)", err)
-	}
-	got := m["k"].Value
-	if len(got) != len(want) || string(got) == string(want) {
-		t.Fatalf("GetMulti = %q; want %q with a byte flipped", got, want)
-	}
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		ctx := context.Background()
+		want := []byte("a perfectly good entry")
+		if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: want}); err != nil {
+			t.Fatal(err)
+		}
+		srv.SetFaults(fakememcache.Faults{Corrupt: true})
+		m, err := c.GetMulti(ctx, []string{"k"})
+		if err != nil {
+			t.Fatalf("GetMulti of a corrupt value: %v; want the bytes (the entry decoder rejects them)", err)
+		}
+		got := m["k"].Value
+		if len(got) != len(want) || string(got) == string(want) {
+			t.Fatalf("GetMulti = %q; want %q with a byte flipped", got, want)
+		}
+	})
 }
 
 func TestMemcacheServerError(t *testing.T) {
 	t.Parallel()
-	srv, c := faulty(t)
-	ctx := context.Background()
-	srv.SetFaults(fakememcache.Faults{ServerError: true})
-	err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")})
-	for _, sentinel := range []error{nil, cachedsql.ErrNotStored, cachedsql.ErrCASConflict, cachedsql.ErrCacheMiss} {
-		if errors.Is(err, sentinel) {
-			t.Fatalf("Set answered SERVER_ERROR: got %v; want an error that is none of the sentinels", err)
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		ctx := context.Background()
+		srv.SetFaults(fakememcache.Faults{ServerError: true})
+		err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")})
+		for _, sentinel := range []error{nil, cachedsql.ErrNotStored, cachedsql.ErrCASConflict, cachedsql.ErrCacheMiss} {
+			if errors.Is(err, sentinel) {
+				t.Fatalf("Set answered SERVER_ERROR: got %v; want an error that is none of the sentinels", err)
+			}
 		}
-	}
-	if !strings.HasPrefix(err.Error(), "cachedsql: memcache set k: ") {
-		t.Errorf("error %q; want prefix %q", err, "cachedsql: memcache set k: ")
-	}
-	if err := c.Delete(ctx, "k"); err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
-		t.Fatalf("Delete answered SERVER_ERROR: got %v; want an error, not a miss", err)
-	}
-	srv.SetFaults(fakememcache.Faults{})
-	if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatalf("Set after the fault cleared: %v", err)
-	}
+		if !strings.HasPrefix(err.Error(), "cachedsql: memcache set k: ") {
+			t.Errorf("error %q; want prefix %q", err, "cachedsql: memcache set k: ")
+		}
+		if err := c.Delete(ctx, "k"); err == nil || errors.Is(err, cachedsql.ErrCacheMiss) {
+			t.Fatalf("Delete answered SERVER_ERROR: got %v; want an error, not a miss", err)
+		}
+		srv.SetFaults(fakememcache.Faults{})
+		if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
+			t.Fatalf("Set after the fault cleared: %v", err)
+		}
+	})
 }
 
 func TestMemcacheDroppedAndRefusedConnections(t *testing.T) {
 	// Not parallel: it measures time, so it runs alone, before the suites.
-	srv, c := faulty(t)
-	ctx := context.Background()
-	if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
-	srv.SetFaults(fakememcache.Faults{Drop: true})
-	if _, err := c.GetMulti(ctx, []string{"k"}); err == nil {
-		t.Fatal("GetMulti on a dropped connection: got nil error")
-	}
-	srv.SetFaults(fakememcache.Faults{})
+	withFaulty(t, func(t *testing.T, srv *fakememcache.Server, c cachedsql.Cache) {
+		ctx := context.Background()
+		if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		srv.SetFaults(fakememcache.Faults{Drop: true})
+		if _, err := c.GetMulti(ctx, []string{"k"}); err == nil {
+			t.Fatal("GetMulti on a dropped connection: got nil error")
+		}
+		srv.SetFaults(fakememcache.Faults{})
 
-	if err := srv.Refuse(true); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if _, err := c.GetMulti(ctx, []string{"k"}); err == nil {
-		t.Fatal("GetMulti on a refusing server: got nil error")
-	}
-	if elapsed := time.Since(start); elapsed > 200*time.Millisecond {
-		t.Errorf("a refused connection took %v to fail; want it at once", elapsed)
-	}
-	if err := srv.Refuse(false); err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.GetMulti(ctx, []string{"k"})
-	if err != nil || m["k"] == nil || string(m["k"].Value) != "v" {
-		t.Fatalf("GetMulti after the server came back = %v, %v; want k = v", m, err)
-	}
+		if err := srv.Refuse(true); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := c.GetMulti(ctx, []string{"k"}); err == nil {
+			t.Fatal("GetMulti on a refusing server: got nil error")
+		}
+		if elapsed := time.Since(start); elapsed > 200*time.Millisecond {
+			t.Errorf("a refused connection took %v to fail; want it at once", elapsed)
+		}
+		if err := srv.Refuse(false); err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.GetMulti(ctx, []string{"k"})
+		if err != nil || m["k"] == nil || string(m["k"].Value) != "v" {
+			t.Fatalf("GetMulti after the server came back = %v, %v; want k = v", m, err)
+		}
+	})
 }
 
 // BenchmarkMemcacheGetMulti measures the hit path over loopback: a real
@@ -306,6 +348,20 @@ func BenchmarkMemcacheGetMulti(b *testing.B) {
 			}
 		})
 	}
+	nm, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: []string{addr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nm.(io.Closer).Close() })
+	b.Run("NewMemcache", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m, err := nm.GetMulti(context.Background(), keys)
+			if err != nil || len(m) != 2 {
+				b.Fatalf("GetMulti = %v, %v", m, err)
+			}
+		}
+	})
 	b.Run("gomemcache", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

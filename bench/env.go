@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,6 +128,13 @@ func (t *countTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.
 
 func (t *countTracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
 
+// newMemcache builds the Cache cachedsql's contenders use: NewMemcache,
+// what CACHEDSQL_CACHE=memcache://... configures, with a pool for the
+// highest concurrency measured and the same timeout as the other clients.
+func newMemcache(servers []string) (cachedsql.Cache, error) {
+	return cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: servers, Timeout: time.Second, MaxIdleConns: 64})
+}
+
 // recorder watches cachedsql's cache calls while warming, to learn the keys
 // it reads (the floor reads the very same items).
 type recorder struct {
@@ -213,7 +221,10 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		if err := e.mc.Ping(); err != nil {
 			return nil, fmt.Errorf("bench: memcached at %s: %w", cfg.Memcache, err)
 		}
-		cache = cachedsql.Memcache(e.mc)
+		if cache, err = newMemcache(e.servers); err != nil {
+			return nil, err
+		}
+		e.closers = append(e.closers, func() { cache.(io.Closer).Close() })
 		e.cacheTag = "memcached " + cfg.Memcache
 	} else {
 		cache = e.memCache

@@ -449,7 +449,11 @@ func (e *Env) coldStart(ctx context.Context) ([]Cold, error) {
 	perm := rand.New(rand.NewPCG(3, 3)).Perm(e.Cfg.Rows)[:n]
 	var cache cachedsql.Cache
 	if e.pg {
-		cache = cachedsql.Memcache(memcacheClient(e.servers, 8))
+		var err error
+		if cache, err = newMemcache(e.servers); err != nil {
+			return nil, err
+		}
+		defer cache.(io.Closer).Close()
 	} else {
 		cache = cachedsql.NewMemoryCache(1 << 30)
 	}
