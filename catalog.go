@@ -57,6 +57,10 @@ type tableInfo struct {
 	// validated: the catalog was read (false for generic drivers, whose
 	// key columns are all kindUnknown and keys not known to be backed).
 	validated bool
+	// genKeys are the table's generation keys in namespace genNS (the
+	// catalog's), spelled once at load: every read needs one.
+	genKeys [genBuckets]string
+	genNS   string
 }
 
 // columnInfo is what the catalog says about a column.
@@ -199,6 +203,12 @@ func loadCatalog(ctx context.Context, inner driver.Conn, dialect sqlparser.Diale
 		return nil, err
 	}
 	c.namespace = namespaceOf(identity, cfg.Namespace, cfg.SchemaVersion)
+	for _, t := range c.tables {
+		for b := range t.genKeys {
+			t.genKeys[b] = genKey(c.namespace, t, b)
+		}
+		t.genNS = c.namespace
+	}
 	return c, nil
 }
 

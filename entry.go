@@ -26,14 +26,14 @@ package cachedsql
 // everything else out of it.
 
 import (
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
 	"time"
-
-	"database/sql/driver"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -231,7 +231,11 @@ var errCorruptEntry = errors.New("cachedsql: corrupt cache entry")
 // decodeEntry parses an item's value. Anything but a well-formed entry of
 // this version, with its checksum intact, is an error: a miss for the
 // caller.
-func decodeEntry(b []byte) (*entry, error) {
+func decodeEntry(b []byte) (*entry, error) { return decodeEntryOf(b, false) }
+
+// decodeEntryOf is decodeEntry; owned says nobody will ever write b, so
+// the entry's strings may point into it instead of into a copy.
+func decodeEntryOf(b []byte, owned bool) (*entry, error) {
 	if len(b) > MaxValueSize {
 		return nil, errEntryTooLarge
 	}
@@ -244,7 +248,12 @@ func decodeEntry(b []byte) (*entry, error) {
 	if binary.LittleEndian.Uint32(b[entryHeader-4:]) != crc32.Checksum(b[entryHeader:], crcTable) {
 		return nil, errors.New("cachedsql: cache entry checksum mismatch")
 	}
-	d := decoder{s: string(b[entryHeader:])}
+	var d decoder
+	if body := b[entryHeader:]; owned && len(body) > 0 {
+		d.s = unsafe.String(&body[0], len(body))
+	} else {
+		d.s = string(body)
+	}
 	// Most entries hold one shape: the entry, its shape and the shape's
 	// result share one allocation.
 	one := new(struct {

@@ -138,7 +138,7 @@ func (s *snapshot) clearedCas() uint64 {
 }
 
 func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
-	it, genItem, err := f.cache.getPair(ctx, l.entryKey, l.genKey)
+	it, genItem, owned, err := f.cache.getPair(ctx, l.entryKey, l.genKey)
 	if err != nil {
 		return snapshot{}, err
 	}
@@ -154,7 +154,7 @@ func (f *filler) readCache(ctx context.Context, l *lookup) (snapshot, error) {
 	st, _ := stateOf(it)
 	s := snapshot{state: st, item: it}
 	if st == stateValue && (ok || gen != "") {
-		if e, err := decodeEntry(it.Value); err == nil && (ok && string(genBytes) == e.gen || !ok && e.gen == gen) {
+		if e, err := decodeEntryOf(it.Value, owned); err == nil && (ok && string(genBytes) == e.gen || !ok && e.gen == gen) {
 			if ok {
 				gen = e.gen
 			}

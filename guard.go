@@ -117,30 +117,33 @@ func (g *guard) getMulti(ctx context.Context, keys []string) (items map[string]*
 }
 
 // pairGetter is implemented by the built-in caches: GetMulti of two keys
-// without building a map. Other Caches are read through GetMulti.
+// without building a map. The values it returns are never written by
+// anyone afterwards, so readers may alias them (decodeEntry does). Other
+// Caches are read through GetMulti.
 type pairGetter interface {
 	getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error)
 }
 
 // getPair reads two keys in one operation, as getMulti does: nil for a key
-// not found.
-func (g *guard) getPair(ctx context.Context, k1, k2 string) (i1, i2 *Item, err error) {
+// not found. owned reports values nobody else will write, which the caller
+// may alias instead of copying.
+func (g *guard) getPair(ctx context.Context, k1, k2 string) (i1, i2 *Item, owned bool, err error) {
 	pg, ok := g.cache.(pairGetter)
 	if !ok {
 		items, err := g.getMulti(ctx, []string{k1, k2})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		return items[k1], items[k2], nil
+		return items[k1], items[k2], false, nil
 	}
 	err = g.run(ctx, func(ctx context.Context) error {
 		i1, i2, err = pg.getPair(ctx, k1, k2)
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cachedsql: cache read: %w", err)
+		return nil, nil, false, fmt.Errorf("cachedsql: cache read: %w", err)
 	}
-	return i1, i2, nil
+	return i1, i2, true, nil
 }
 
 func (g *guard) add(ctx context.Context, item *Item) error {

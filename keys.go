@@ -60,12 +60,17 @@ func genKey(ns string, t *tableInfo, bucket int) string {
 }
 
 // lookupKeys returns entryKey(ns, t, key, canon) and the key of its
-// generation bucket, genKey(ns, t, bucketOf(entry, genBuckets)), both
-// built in one stack buffer.
+// generation bucket, genKey(ns, t, bucketOf(entry, genBuckets)): spelled
+// at catalog load when ns is the catalog's namespace.
 func lookupKeys(ns string, t *tableInfo, key int, canon []string) (entry, gen string) {
 	var buf [keyBufSize]byte
 	entry = string(appendEntryKey(buf[:0], ns, t.qualified(), t.keys[key].name, canon))
-	gen = string(appendGenKey(buf[:0], ns, t.qualified(), bucketOf(entry, genBuckets)))
+	bucket := bucketOf(entry, genBuckets)
+	if t.genNS == ns && ns != "" {
+		gen = t.genKeys[bucket]
+	} else {
+		gen = genKey(ns, t, bucket)
+	}
 	return entry, gen
 }
 

@@ -125,7 +125,7 @@ func (m *memoryCache) GetMulti(ctx context.Context, keys []string) (map[string]*
 	return out, nil
 }
 
-// getPair is GetMulti of two keys without a result map (the read path's
+// getPair is GetMulti of two keys without a result map or copies (the read path's
 // entry and generation keys): nil for a key not found. Values are copied,
 // as GetMulti copies them, into one block.
 func (m *memoryCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
@@ -151,28 +151,17 @@ func (m *memoryCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item,
 	if e1 == nil && e2 == nil {
 		return nil, nil, nil
 	}
-	var n1, n2 int
-	if e1 != nil {
-		n1 = len(e1.value)
-	}
-	if e2 != nil {
-		n2 = len(e2.value)
-	}
-	// Each value is capped so that appending to it cannot reach its
-	// neighbour.
-	buf := make([]byte, n1+n2)
+	// The stored values themselves, capped: a stored value is never
+	// written (a store replaces the entry), and getPair's callers only
+	// read (see pairGetter).
 	items := new([2]Item)
 	var i1, i2 *Item
 	if e1 != nil {
-		v := buf[:n1:n1]
-		copy(v, e1.value)
-		items[0] = Item{Key: e1.key, Value: v, CasID: e1.cas}
+		items[0] = Item{Key: e1.key, Value: e1.value[:len(e1.value):len(e1.value)], CasID: e1.cas}
 		i1 = &items[0]
 	}
 	if e2 != nil {
-		v := buf[n1:]
-		copy(v, e2.value)
-		items[1] = Item{Key: e2.key, Value: v, CasID: e2.cas}
+		items[1] = Item{Key: e2.key, Value: e2.value[:len(e2.value):len(e2.value)], CasID: e2.cas}
 		i2 = &items[1]
 	}
 	return i1, i2, nil
