@@ -208,3 +208,51 @@ func TestMaterializePgx(t *testing.T) {
 		t.Errorf("closed connection: err = %v; want driver.ErrBadConn", err)
 	}
 }
+
+// TestReplayValuesAreCallers: a replay hands pgx's scan plans the stored
+// row's own bytes; every value a caller gets must be its own, so writing
+// into it (as a caller may into []byte and sql.RawBytes) changes nothing
+// the next replay sees.
+func TestReplayValuesAreCallers(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	r, err := materializePgx(ctx, pc, `SELECT 'text'::text, 'vc'::varchar, ''::text, '\x0102'::bytea, ''::bytea,
+		'{"a": 1}'::json, '{"b": 2}'::jsonb, '<x/>'::xml, 4200::int8, 1.5::numeric,
+		'00000000-0000-0000-0000-000000000001'::uuid, 'ab'::char(3), NULL::bytea, NULL::text`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(scribble bool) []driver.Value {
+		rows := r.replay(pc.TypeMap())
+		defer rows.Close()
+		dest := make([]driver.Value, len(rows.Columns()))
+		if err := rows.Next(dest); err != nil {
+			t.Fatal(err)
+		}
+		if !scribble {
+			return dest
+		}
+		for _, v := range dest {
+			if b, ok := v.([]byte); ok {
+				for i := range b {
+					b[i] = 'X'
+				}
+			}
+		}
+		return nil
+	}
+	want := read(false)
+	read(true)
+	got := read(false)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after a caller wrote into its values, a replay gives\n%q\nwant\n%q", got, want)
+	}
+	if b, ok := want[3].([]byte); !ok || string(b) != "\x01\x02" {
+		t.Errorf("bytea value %#v; want []byte{1, 2}", want[3])
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -55,7 +56,11 @@ type pgxRows struct {
 	columnNames []string
 }
 
-// advance copies the next row into r.cur, or reports false at the end.
+// advance points r.cur at the next row, or reports false at the end.
+// The row's bytes are the result's own, not a copy: value only hands them
+// to pgx's scan plans, which read src and copy what they keep (strings
+// are converted, []byte targets get fresh slices), so no caller can
+// write them (TestReplayValuesAreCallers pins it).
 func (r *pgxRows) advance() bool {
 	if r.next >= len(r.res.raw) {
 		r.cur = nil
@@ -63,25 +68,20 @@ func (r *pgxRows) advance() bool {
 	}
 	row := r.res.raw[r.next]
 	r.next++
-	n := 0
-	for _, v := range row {
-		n += len(v.s)
-	}
-	buf := make([]byte, n)
 	var cur [][]byte
 	if len(row) <= len(r.curBuf) {
-		cur = r.curBuf[:len(row)] // reused row to row: only buf is handed out
+		cur = r.curBuf[:len(row)] // reused row to row
 	} else {
 		cur = make([][]byte, len(row))
 	}
-	off := 0
 	for i, v := range row {
-		if v.ok {
-			end := off + copy(buf[off:], v.s)
-			cur[i] = buf[off:end:end]
-			off = end
-		} else {
+		switch {
+		case !v.ok:
 			cur[i] = nil
+		case v.s == "":
+			cur[i] = []byte{} // a non-NULL empty value
+		default:
+			cur[i] = unsafe.Slice(unsafe.StringData(v.s), len(v.s))
 		}
 	}
 	r.cur = cur
