@@ -27,6 +27,7 @@ package checker
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ type Write struct {
 	// process died.
 	End  int64
 	Tags []string // "v<version>" written, "d<version>" deleted
+	Err  string   // why it was not acknowledged, for Explain (not checked)
 }
 
 // Read is one lookup by key as its client saw it.
@@ -58,6 +60,7 @@ type Read struct {
 	End   int64
 	Value int64  // the version seen; 0: absent
 	Err   string // non-empty: the read failed (it is not checked, but counted)
+	Note  string // how the read was served, for Explain (free-form; not checked)
 }
 
 // Commit is one committed transaction, from the database's log.
@@ -67,6 +70,11 @@ type Commit struct {
 	// Effects is what it left at each key it touched: the version of the
 	// row now holding the key, or 0 when it left the key absent.
 	Effects map[string]int64
+	// Logged is when the database changed each key (UnixNano; absent:
+	// unknown), for Explain: it orders a key's commits (the row locks and
+	// unique indexes serialize them), and shows when a write whose client
+	// gave up really ran.
+	Logged map[string]int64
 }
 
 // History is everything a run produced.
@@ -324,4 +332,168 @@ func illegalKeys(model porcupine.Model, ops []porcupine.Operation, _ porcupine.L
 	}
 	sort.Strings(bad)
 	return bad
+}
+
+// Inversion is one place where a key's history is not linearizable.
+type Inversion struct {
+	From, To int64    // the window: its first write's start, the later read's end
+	Lines    []string // the reads, and the writes and reads of the key in the window
+}
+
+// Explain locates where key's history stops being linearizable, for a
+// human. The database's log orders key's commits; a read can only have
+// seen a commit of its value that started before the read ended and that
+// no commit acknowledged before the read started follows. An inversion is
+// a read that started after another read ended, yet whose latest possible
+// commit precedes the other's earliest. Explain lists each (at most limit)
+// with the commits and reads of key that overlap it. Times are seconds
+// since origin (UnixNano).
+func Explain(h *History, key string, origin int64, limit int) []Inversion {
+	type kw struct {
+		pos                int
+		value              int64
+		start, end, logged int64
+		who, tx            string
+	}
+	ws := []kw{{value: h.Initial[key], start: 0, end: 1, who: "initial"}}
+	byTag := map[string][]*Write{}
+	for i := range h.Writes {
+		for _, t := range h.Writes[i].Tags {
+			byTag[t] = append(byTag[t], &h.Writes[i])
+		}
+	}
+	for _, c := range h.Commits {
+		v, ok := c.Effects[key]
+		if !ok {
+			continue
+		}
+		w := kw{pos: len(ws), value: v, start: 0, end: Never, logged: c.Logged[key], tx: c.Tx, who: "unclaimed"}
+		for _, t := range c.Tags {
+			for _, cw := range byTag[t] {
+				if w.who == "unclaimed" || cw.End != Never {
+					w.start, w.end, w.who = cw.Start, cw.End, fmt.Sprintf("p%d %s", cw.Proc, cw.Kind)
+					if cw.End == Never && cw.Err != "" {
+						w.who += fmt.Sprintf(" (failed: %.60s)", cw.Err)
+					}
+				}
+			}
+		}
+		ws = append(ws, w)
+	}
+	// A transaction's place in the log is its first change; its change to
+	// key may come after other transactions' (it held no lock on key yet).
+	sort.SliceStable(ws[1:], func(i, j int) bool {
+		a, b := ws[1+i].logged, ws[1+j].logged
+		return a != 0 && b != 0 && a < b
+	})
+	for i := range ws {
+		ws[i].pos = i
+	}
+	// bounds: the commits r may have seen, lo..hi (lo > hi: none).
+	bounds := func(r *Read) (lo, hi int) {
+		acked := 0 // the latest commit acknowledged before r started
+		for _, w := range ws {
+			if w.end < r.Start {
+				acked = max(acked, w.pos)
+			}
+		}
+		lo, hi = len(ws), -1
+		for _, w := range ws {
+			if w.value == r.Value && w.start < r.End {
+				hi = w.pos
+				if w.pos >= acked {
+					lo = min(lo, w.pos)
+				}
+			}
+		}
+		return lo, hi
+	}
+	type rb struct {
+		r      *Read
+		lo, hi int
+	}
+	var rs []rb
+	for i := range h.Reads {
+		if r := &h.Reads[i]; r.Key == key && r.Err == "" {
+			lo, hi := bounds(r)
+			rs = append(rs, rb{r, lo, hi})
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].r.Start < rs[j].r.Start })
+	byEnd := slices.Clone(rs)
+	sort.Slice(byEnd, func(i, j int) bool { return byEnd[i].r.End < byEnd[j].r.End })
+	ts := func(t int64) string {
+		switch t {
+		case Never:
+			return "never"
+		case 0:
+			return "?"
+		}
+		return fmt.Sprintf("%.4f", float64(t-origin)/1e9)
+	}
+	val := func(v int64) string {
+		if v == 0 {
+			return "absent"
+		}
+		return fmt.Sprintf("v%d", v)
+	}
+	rd := func(r *Read) string {
+		s := fmt.Sprintf("p%d read %s [%s, %s]", r.Proc, val(r.Value), ts(r.Start), ts(r.End))
+		if r.Note != "" {
+			s += " " + r.Note
+		}
+		return s
+	}
+	window := func(from, to int64, first string, marks ...int) Inversion {
+		inv := Inversion{From: from, To: to, Lines: []string{first}}
+		for _, w := range ws[1:] {
+			if slices.Contains(marks, w.pos) || (w.start <= to && w.end >= from) {
+				inv.Lines = append(inv.Lines, fmt.Sprintf("  commit #%d %s -> %s by %s [%s, %s] (tx %s, run at %s)", w.pos, key, val(w.value), w.who, ts(w.start), ts(w.end), w.tx, ts(w.logged)))
+				inv.From = min(inv.From, w.start)
+			}
+		}
+		shown := 0
+		for _, r := range rs {
+			if r.r.End >= from && r.r.Start <= to {
+				if shown++; shown > 24 {
+					inv.Lines = append(inv.Lines, "  ... more reads")
+					break
+				}
+				inv.Lines = append(inv.Lines, "  "+rd(r.r))
+			}
+		}
+		return inv
+	}
+	var out []Inversion
+	best := -1 // in byEnd: the read ended so far whose earliest commit is latest
+	next := 0
+	lastEnd := int64(0)
+	for _, r2 := range rs {
+		for ; next < len(byEnd) && byEnd[next].r.End < r2.r.Start; next++ {
+			if b := byEnd[next]; b.lo <= b.hi && (best < 0 || b.lo > byEnd[best].lo) {
+				best = next
+			}
+		}
+		if best < 0 || r2.hi >= byEnd[best].lo || r2.r.Start < lastEnd {
+			continue
+		}
+		r1 := byEnd[best]
+		lastEnd = r2.r.End
+		inv := window(r1.r.Start, r2.r.End, fmt.Sprintf("inversion on %s: %s (commit #%d at the earliest), then %s (#%d at the latest)",
+			key, rd(r1.r), r1.lo, rd(r2.r), r2.hi), r1.lo, r2.hi)
+		if out = append(out, inv); len(out) == limit {
+			break
+		}
+	}
+	if len(out) == 0 {
+		// No two reads out of order: name the first read no commit fits.
+		for _, r := range rs {
+			if r.lo > r.hi {
+				out = append(out, window(r.r.Start-int64(100*time.Millisecond), r.r.End,
+					fmt.Sprintf("no commit fits %s (stale or phantom)", rd(r.r)), r.hi))
+				break
+			}
+		}
+	}
+	return out
 }
