@@ -2,6 +2,7 @@ package cachedsql_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -85,12 +86,17 @@ func TestFaultReadsTwoServers(t *testing.T) {
 	if err := ss.SetServers(healthy.Addr(), dead.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	mc := memcache.NewFromSelector(ss)
-	mc.Timeout = hfClientTO
-	mc.MaxIdleConns = 4
+	// NewMemcache's reader sends each server its share of a read before
+	// reading any answer: a black hole must still cost one timeout.
+	cache, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{
+		Servers: []string{healthy.Addr(), dead.Addr()}, Timeout: hfClientTO, MaxIdleConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.(io.Closer).Close() })
 	db, cn, qc := hfOpen(t, dsn, cachedsql.Config{
 		Rules:        hfRules(schema),
-		Cache:        cachedsql.Memcache(mc),
+		Cache:        cache,
 		Namespace:    "fault2-" + hfRandom(),
 		CacheTimeout: hfCacheTimeout,
 	})
