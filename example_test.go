@@ -54,9 +54,13 @@ func ExampleNewConnector() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	cache, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: []string{"127.0.0.1:11211"}})
+	if err != nil {
+		log.Fatal(err)
+	}
 	connector, err := cachedsql.NewConnector(stdlib.GetConnector(*pgxConfig), cachedsql.Config{
 		Rules: rules,
-		Cache: cachedsql.Memcache(memcache.New("127.0.0.1:11211")),
+		Cache: cache,
 	})
 	if err != nil {
 		log.Fatal(err)
