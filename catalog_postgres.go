@@ -13,9 +13,7 @@ import (
 // loadPostgres reads the catalog through the pgx connection, in the
 // caller's ctx, and returns the database identity for the namespace.
 func loadPostgres(ctx context.Context, pc *pgx.Conn, c *catalog, cfg *Config) (string, error) {
-	pcfg := pc.Config()
-	identity := "postgres:" + strconv.Quote(pcfg.Host) + ":" + strconv.Itoa(int(pcfg.Port)) + ":" + strconv.Quote(pcfg.Database)
-
+	identity := postgresIdentity(ctx, pc, cfg)
 	var dbname, searchPath string
 	if err := pc.QueryRow(ctx, `SELECT current_database(), current_setting('search_path')`).Scan(&dbname, &searchPath); err != nil {
 		return "", fmt.Errorf("cachedsql: reading catalog: %w", err)
@@ -42,6 +40,27 @@ func loadPostgres(ctx context.Context, pc *pgx.Conn, c *catalog, cfg *Config) (s
 		}
 	}
 	return identity, nil
+}
+
+// postgresIdentity names the database so that every process sharing the
+// cache agrees on it whatever address it connects through (a proxy,
+// pgbouncer, a DNS alias, a unix socket): the cluster's system identifier
+// (its replicas share it) and the database's OID. A role that may not call
+// pg_control_system() falls back, with a warning, to the address in the
+// connection's configuration: processes reaching the database by other
+// addresses then get other namespaces, and do not flush each other's keys.
+func postgresIdentity(ctx context.Context, pc *pgx.Conn, cfg *Config) string {
+	var system int64
+	var dbOID uint32
+	err := pc.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
+		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&system, &dbOID)
+	if err == nil {
+		return "postgres-cluster:" + strconv.FormatInt(system, 10) + ":" + strconv.FormatUint(uint64(dbOID), 10)
+	}
+	pcfg := pc.Config()
+	cfg.logger().Warn("cachedsql: cannot read the cluster's identity (pg_control_system); the key namespace is derived from the connection's host, port and database, so every process must connect by the same address",
+		"error", err)
+	return "postgres:" + strconv.Quote(pcfg.Host) + ":" + strconv.Itoa(int(pcfg.Port)) + ":" + strconv.Quote(pcfg.Database)
 }
 
 // pgQuote quotes name parts as PostgreSQL identifiers. Rule names are

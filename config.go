@@ -51,7 +51,8 @@ type Config struct {
 	MissTTL time.Duration
 
 	// Namespace is appended to the default namespace, a hash of the
-	// database's host, port and name, which separates databases sharing one
+	// database's identity (on PostgreSQL its cluster's system identifier
+	// and the database's OID), which separates databases sharing one
 	// memcached. Default empty.
 	Namespace string
 

@@ -29,8 +29,8 @@ migration, another service):
   TABLE id=42 email=a@b.c      one row: the columns of every key (FlushRow)
 
 It needs the database (-dsn) although it writes only to memcached: cache
-keys start with a namespace derived from the database's host, port and
-name, and key values are canonicalised by the key columns' SQL types, both
+keys start with a namespace derived from the database's identity, and
+key values are canonicalised by the key columns' SQL types, both
 read from the database, exactly as the application's driver does. Use the
 application's -namespace (Config.Namespace, CACHEDSQL_NAMESPACE) and rules.
 
