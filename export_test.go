@@ -110,3 +110,7 @@ func SetFlushHooks(c *Connector, afterProtect, beforeRelease func()) {
 	c.flusher.hooks.afterProtect = afterProtect
 	c.flusher.hooks.beforeRelease = beforeRelease
 }
+
+// WaitBackground waits for c's background releases (retries and settles
+// of broken sessions) to finish.
+func WaitBackground(c *Connector) { c.flusher.bg.Wait() }

@@ -45,7 +45,7 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 			return nil, err
 		}
 		res, err := r.exec(ctx)
-		release()
+		c.releaseAfter(err, release)
 		c.flushAgainIfOpened(set)
 		return res, err
 	}
@@ -63,7 +63,7 @@ func (c *conn) writeAutocommit(ctx context.Context, w *writePlan, r runner) (dri
 		return nil, err
 	}
 	err = itx.Commit()
-	release() // also when the outcome is unknown
+	c.releaseAfter(err, release) // also when the outcome is unknown
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,7 @@ func (c *conn) queryDirect(ctx context.Context, query string, args []driver.Name
 		si.Close()
 		return nil, err
 	}
-	return closeHook(rows, func() error { return si.Close() }), nil
+	return closeHook(rows, func(error) error { return si.Close() }), nil
 }
 
 // beginImplicit starts the transaction an autocommit write runs in.
@@ -244,7 +244,7 @@ func (c *conn) commitPending(ctx context.Context, commit func() error, rollback 
 		return err
 	}
 	err = commit()
-	release() // also when the outcome is unknown
+	c.releaseAfter(err, release) // also when the outcome is unknown
 	return err
 }
 

@@ -25,11 +25,11 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 		}
 		rows, err := r.queryRows(ctx)
 		if err != nil {
-			release()
+			c.releaseAfter(err, release)
 			return nil, err
 		}
-		return closeHook(rows, func() error {
-			release()
+		return closeHook(rows, func(failed error) error {
+			c.releaseAfter(failed, release)
 			c.flushAgainIfOpened(set)
 			return nil
 		}), nil
@@ -81,15 +81,16 @@ func (c *conn) queryWrite(ctx context.Context, w *writePlan, r runner, inTx bool
 			return err
 		}
 		err = itx.Commit()
-		release()
+		c.releaseAfter(err, release)
 		return errWriteRows(err)
 	}
 	return withWriteScanner(wr), nil
 }
 
-// closeHook calls done once when rows end or are closed.
-func closeHook(rows driver.Rows, done func() error) driver.Rows {
-	wr := &writeRows{inner: rows, onEnd: func(error) error { return done() }}
+// closeHook calls done once when rows end or are closed, with the error
+// that ended them (nil when every row was read).
+func closeHook(rows driver.Rows, done func(failed error) error) driver.Rows {
+	wr := &writeRows{inner: rows, onEnd: done}
 	return withWriteScanner(wr)
 }
 
