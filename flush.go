@@ -263,7 +263,7 @@ func (f *flusher) protect(ctx context.Context, tok token, s *flushSet) error {
 		return nil
 	}
 	start := f.metrics.start()
-	err := f.protectAll(ctx, tok, s)
+	err := f.protectAll(ctx, tok, s, false)
 	f.metrics.record(ctx, "protect", start, err)
 	if err == nil && f.hooks != nil {
 		if f.hooks.broken == brokenFlushBeforeCommit {
@@ -286,7 +286,9 @@ func (f *flusher) protect(ctx context.Context, tok token, s *flushSet) error {
 	return err
 }
 
-func (f *flusher) protectAll(ctx context.Context, tok token, s *flushSet) error {
+// protectAll records tok's markers for s; refresh rewrites those already
+// there, so that their TTL starts again (keepAlive).
+func (f *flusher) protectAll(ctx context.Context, tok token, s *flushSet, refresh bool) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	targets := s.targets()
@@ -299,9 +301,9 @@ func (f *flusher) protectAll(ctx context.Context, tok token, s *flushSet) error 
 	for _, t := range targets {
 		g.Go(func() error {
 			if t.table == "" {
-				return f.retryCas(gctx, t.key, items[t.key], func(it *Item) error { return f.protectKey(gctx, tok, t.key, it) })
+				return f.retryCas(gctx, t.key, items[t.key], func(it *Item) error { return f.protectKey(gctx, tok, t.key, it, refresh) })
 			}
-			return f.retryCas(gctx, t.key, items[t.key], func(it *Item) error { return f.protectShard(gctx, tok, t.key, it) })
+			return f.retryCas(gctx, t.key, items[t.key], func(it *Item) error { return f.protectShard(gctx, tok, t.key, it, refresh) })
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -349,27 +351,32 @@ func lostRace(err error) bool {
 	return errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotStored) || errors.Is(err, ErrCacheMiss)
 }
 
-// protectKey adds tok to the tombstone of key, which held it (nil: absent).
-func (f *flusher) protectKey(ctx context.Context, tok token, key string, it *Item) error {
+// protectKey adds tok to the tombstone of key, which held it (nil: absent),
+// or with refresh rewrites a tombstone that holds it already.
+func (f *flusher) protectKey(ctx context.Context, tok token, key string, it *Item, refresh bool) error {
 	if it == nil {
 		return f.cache.add(ctx, &Item{Key: key, Value: tombstoneValue(tok), TTL: f.markerTTL})
 	}
 	ts, ok := tombstoneTokens(it)
 	switch {
 	case !ok:
-		ts = nil // an entry, a lease, CLEARED or garbage: replaced
+		ts = []token{tok} // an entry, a lease, CLEARED or garbage: replaced
 	case slices.Contains(ts, tok):
-		return nil
+		if !refresh {
+			return nil
+		}
 	case len(ts) >= maxTombstoneTokens:
 		return fmt.Errorf("cachedsql: %d writers in flight on one key", len(ts))
+	default:
+		ts = append(ts, tok)
 	}
-	ts = append(ts, tok)
 	return f.cache.compareAndSwap(ctx, &Item{Key: key, Value: tombstoneSetValue(ts), TTL: f.markerTTL, CasID: it.CasID})
 }
 
 // protectShard adds tok to the in-flight mark of generation shard key,
-// which held it (nil: absent).
-func (f *flusher) protectShard(ctx context.Context, tok token, key string, it *Item) error {
+// which held it (nil: absent), or with refresh rewrites a mark that holds
+// it already.
+func (f *flusher) protectShard(ctx context.Context, tok token, key string, it *Item, refresh bool) error {
 	if it == nil {
 		m := genMark{gen: newGeneration(), writers: []token{tok}}
 		return f.cache.add(ctx, &Item{Key: key, Value: m.value(), TTL: f.markerTTL})
@@ -377,7 +384,9 @@ func (f *flusher) protectShard(ctx context.Context, tok token, key string, it *I
 	m, ok := parseGenMark(it)
 	switch {
 	case ok && slices.Contains(m.writers, tok):
-		return nil
+		if !refresh {
+			return nil
+		}
 	case ok && len(m.writers) >= maxTombstoneTokens:
 		return fmt.Errorf("cachedsql: %d writers in flight on one table", len(m.writers))
 	case ok:
@@ -629,7 +638,7 @@ func (f *flusher) flushNow(ctx context.Context, s *flushSet) error {
 		return nil
 	}
 	tok := newToken()
-	err := f.protectAll(ctx, tok, s)
+	err := f.protectAll(ctx, tok, s, false)
 	if err != nil {
 		f.stats.flushFailures.Add(1)
 	}

@@ -168,6 +168,7 @@ func (m *meters) register(mp metric.MeterProvider, c *counters) error {
 		{"cachedsql.flush.table_bumps", "Table generations changed (table-wide flushes) by committed writes and Flush calls.", c.tableBumps.Load},
 		{"cachedsql.flush.failures", "Writes whose flush could not be recorded, and clears abandoned until their markers expire.", c.flushFailures.Load},
 		{"cachedsql.flush.release_retries", "Background retries of clears after COMMIT.", c.releaseRetries.Load},
+		{"cachedsql.flush.marker_refreshes", "Rewrites of a running write's markers, so they outlive it.", c.markerRefreshes.Load},
 		{"cachedsql.cache.errors", "Cache operations that failed or timed out.", c.cacheErrors.Load},
 		{"cachedsql.cache.breaker_trips", "Times the cache circuit breaker opened.", c.breakerTrips.Load},
 	}

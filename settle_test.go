@@ -23,14 +23,9 @@ import (
 // late commit changes it, and the entry stays stale until it expires
 // (found by the consistency checker, issue 6).
 func TestBrokenConnectionWaitsForTheServer(t *testing.T) {
-	dsn := testenv.PostgresDSN(t)
-	mcAddr := testenv.MemcacheAddr(t)
-	plain := hfPlain(t, dsn)
-	schema := hfSchema(t, plain, 1)
-	query := hfLookup(schema)
+	lf := newLockedRow(t, 200*time.Millisecond, 0)
 	ctx := context.Background()
-
-	pcfg, err := pgx.ParseConfig(dsn)
+	pcfg, err := pgx.ParseConfig(lf.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,41 +39,16 @@ func TestBrokenConnectionWaitsForTheServer(t *testing.T) {
 	proxied.Host = host
 	p, _ := strconv.Atoi(port)
 	proxied.Port = uint16(p)
-
-	cfg := func() cachedsql.Config {
-		cache, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: []string{mcAddr}, Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cachedsql.Config{Rules: hfRules(schema), Cache: cache, Namespace: "settle-" + schema,
-			CacheTimeout: time.Second, LeaseWait: 200 * time.Millisecond}
-	}
-	writerCn, err := cachedsql.NewConnector(stdlib.GetConnector(*proxied), cfg())
+	writerCn, err := cachedsql.NewConnector(stdlib.GetConnector(*proxied), lf.cfg())
 	if err != nil {
 		t.Fatal(err)
 	}
 	writer := sql.OpenDB(writerCn)
 	t.Cleanup(func() { writer.Close() })
-	reader, _, _ := hfOpen(t, dsn, cfg())
+	reader, _, _ := hfOpen(t, lf.dsn, lf.cfg())
+	plain, schema, query, lock := lf.plain, lf.schema, lf.query, lf.lock
 
-	// Another session holds the row, so the write waits on its lock.
-	lock, err := plain.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback()
-	if _, err := lock.Exec("SELECT 1 FROM " + schema + ".items WHERE id = 1 FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
-	// A bump write (NamedArgs) runs as one autocommit statement: it is
-	// protected before it runs, and commits when it ends.
-	done := make(chan error, 1)
-	go func() {
-		_, err := writer.ExecContext(ctx, "UPDATE "+schema+".items SET version = version + 1, name = 'late' WHERE id = @id",
-			pgx.NamedArgs{"id": int64(1)})
-		done <- err
-	}()
-	waitForLockWait(t, plain, schema)
+	done := lf.startWrite(t, writer)
 	// Cut the connection, and refuse new ones: pgx's cancel request must
 	// not reach the server either, as in a network partition.
 	proxy.SetMode(faultproxy.Reset)
@@ -111,6 +81,60 @@ func TestBrokenConnectionWaitsForTheServer(t *testing.T) {
 			t.Fatalf("after a write on a broken connection: cachedsql reads %+v; the database holds %+v", got, want)
 		}
 	}
+}
+
+// lockedRow is a one-row items table whose row another session holds
+// (lock), so that a write of it waits; cfg builds configurations of
+// cachedsql pools that share one namespace.
+type lockedRow struct {
+	dsn, schema, query string
+	plain              *sql.DB
+	lock               *sql.Tx
+	cfg                func() cachedsql.Config
+}
+
+// newLockedRow sets up a lockedRow; markerTTL 0 is the default.
+func newLockedRow(t *testing.T, leaseWait, markerTTL time.Duration) *lockedRow {
+	t.Helper()
+	lf := &lockedRow{dsn: testenv.PostgresDSN(t)}
+	mcAddr := testenv.MemcacheAddr(t)
+	lf.plain = hfPlain(t, lf.dsn)
+	lf.schema = hfSchema(t, lf.plain, 1)
+	lf.query = hfLookup(lf.schema)
+	lf.cfg = func() cachedsql.Config {
+		cache, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{Servers: []string{mcAddr}, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cachedsql.Config{Rules: hfRules(lf.schema), Cache: cache, Namespace: "locked-" + lf.schema,
+			CacheTimeout: time.Second, LeaseWait: leaseWait, MarkerTTL: markerTTL}
+	}
+	lock, err := lf.plain.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Rollback() })
+	if _, err := lock.Exec("SELECT 1 FROM " + lf.schema + ".items WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	lf.lock = lock
+	return lf
+}
+
+// startWrite starts, through db, a write of the locked row, and returns
+// once it waits on the lock; its error arrives on the channel. It is a
+// bump write (NamedArgs): one autocommit statement, protected before it
+// runs, which commits when it ends.
+func (lf *lockedRow) startWrite(t *testing.T, db *sql.DB) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.ExecContext(context.Background(), "UPDATE "+lf.schema+".items SET version = version + 1, name = 'late' WHERE id = @id",
+			pgx.NamedArgs{"id": int64(1)})
+		done <- err
+	}()
+	waitForLockWait(t, lf.plain, lf.schema)
+	return done
 }
 
 // waitForLockWait returns once a session waits on a lock of schema.items.

@@ -44,6 +44,9 @@ type Stats struct {
 	FlushFailures uint64
 	// ReleaseRetries counts background retries of clears after COMMIT.
 	ReleaseRetries uint64
+	// MarkerRefreshes counts rewrites of a running write's markers, made
+	// so that they outlive a statement or COMMIT longer than MarkerTTL.
+	MarkerRefreshes uint64
 
 	// CacheErrors counts cache operations that failed or timed out.
 	CacheErrors uint64
@@ -69,23 +72,24 @@ var bypassReasons = [...]BypassReason{BypassNoCache, BypassTransaction, BypassSe
 // counters are the live values behind Stats. Each field is updated with
 // atomic adds by any connection of the pool and read by Stats.
 type counters struct {
-	queries        atomic.Uint64
-	execs          atomic.Uint64
-	passThroughs   atomic.Uint64
-	hits           atomic.Uint64
-	negativeHits   atomic.Uint64
-	misses         atomic.Uint64
-	fills          atomic.Uint64
-	fillRacesLost  atomic.Uint64
-	leaseWaits     atomic.Uint64
-	ruleViolations atomic.Uint64
-	bypasses       [len(bypassReasons)]atomic.Uint64
-	flushes        atomic.Uint64
-	tableBumps     atomic.Uint64
-	flushFailures  atomic.Uint64
-	releaseRetries atomic.Uint64
-	cacheErrors    atomic.Uint64
-	breakerTrips   atomic.Uint64
+	queries         atomic.Uint64
+	execs           atomic.Uint64
+	passThroughs    atomic.Uint64
+	hits            atomic.Uint64
+	negativeHits    atomic.Uint64
+	misses          atomic.Uint64
+	fills           atomic.Uint64
+	fillRacesLost   atomic.Uint64
+	leaseWaits      atomic.Uint64
+	ruleViolations  atomic.Uint64
+	bypasses        [len(bypassReasons)]atomic.Uint64
+	flushes         atomic.Uint64
+	tableBumps      atomic.Uint64
+	flushFailures   atomic.Uint64
+	releaseRetries  atomic.Uint64
+	markerRefreshes atomic.Uint64
+	cacheErrors     atomic.Uint64
+	breakerTrips    atomic.Uint64
 
 	// meters publishes these counters through OpenTelemetry when a pool's
 	// Config has a MeterProvider (metrics.go): read at collection time, so
@@ -104,22 +108,23 @@ func (c *counters) bypass(r BypassReason) {
 
 func (c *counters) snapshot() Stats {
 	s := Stats{
-		Queries:        c.queries.Load(),
-		Execs:          c.execs.Load(),
-		PassThroughs:   c.passThroughs.Load(),
-		Hits:           c.hits.Load(),
-		NegativeHits:   c.negativeHits.Load(),
-		Misses:         c.misses.Load(),
-		Fills:          c.fills.Load(),
-		FillRacesLost:  c.fillRacesLost.Load(),
-		LeaseWaits:     c.leaseWaits.Load(),
-		RuleViolations: c.ruleViolations.Load(),
-		Flushes:        c.flushes.Load(),
-		TableBumps:     c.tableBumps.Load(),
-		FlushFailures:  c.flushFailures.Load(),
-		ReleaseRetries: c.releaseRetries.Load(),
-		CacheErrors:    c.cacheErrors.Load(),
-		BreakerTrips:   c.breakerTrips.Load(),
+		Queries:         c.queries.Load(),
+		Execs:           c.execs.Load(),
+		PassThroughs:    c.passThroughs.Load(),
+		Hits:            c.hits.Load(),
+		NegativeHits:    c.negativeHits.Load(),
+		Misses:          c.misses.Load(),
+		Fills:           c.fills.Load(),
+		FillRacesLost:   c.fillRacesLost.Load(),
+		LeaseWaits:      c.leaseWaits.Load(),
+		RuleViolations:  c.ruleViolations.Load(),
+		Flushes:         c.flushes.Load(),
+		TableBumps:      c.tableBumps.Load(),
+		FlushFailures:   c.flushFailures.Load(),
+		ReleaseRetries:  c.releaseRetries.Load(),
+		MarkerRefreshes: c.markerRefreshes.Load(),
+		CacheErrors:     c.cacheErrors.Load(),
+		BreakerTrips:    c.breakerTrips.Load(),
 	}
 	for i, r := range bypassReasons {
 		if n := c.bypasses[i].Load(); n > 0 {

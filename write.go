@@ -204,7 +204,18 @@ func (c *conn) protect(ctx context.Context, set *flushSet, rollback func()) (rel
 	err = f.protect(ctx, tok, set)
 	switch {
 	case err == nil:
-		return func() { f.release(ctx, tok, set, true) }, nil
+		stop := f.keepAlive(tok, set)
+		return func() {
+			if lost := stop(); lost {
+				// The markers may have expired while the write ran: as
+				// with FailOpenWrites, entries filled meanwhile may be
+				// stale for as long as an entry lives.
+				f.bypassLocally(c.failOpenTables(set))
+				f.releaseUnprotected(ctx, tok, set)
+				return
+			}
+			f.release(ctx, tok, set, true)
+		}, nil
 	case c.cn.cfg.FailOpenWrites:
 		f.bypassLocally(c.failOpenTables(set))
 		c.cn.cfg.logger().Warn("cachedsql: committing a write whose flush could not be recorded (FailOpenWrites); its tables bypass the cache locally",
