@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -245,6 +248,7 @@ func (m *memcacheCache) checkGet(ctx context.Context, keys []string) error {
 func (m *memcacheCache) get(ctx context.Context, keys []string) (map[string]*memcache.Item, error) {
 	if m.synchronous(ctx) {
 		res, err := m.c.GetMulti(keys)
+		m.dropDeadConns(err)
 		return res, getError(err, keys)
 	}
 	type result struct {
@@ -254,6 +258,7 @@ func (m *memcacheCache) get(ctx context.Context, keys []string) (map[string]*mem
 	done := make(chan result, 1) // buffered: the goroutine never blocks if abandoned
 	go func() {
 		res, err := m.c.GetMulti(keys)
+		m.dropDeadConns(err)
 		done <- result{res, err}
 	}()
 	select {
@@ -346,14 +351,44 @@ func (m *memcacheCache) store(ctx context.Context, op string, item *Item) error 
 }
 
 func (m *memcacheCache) call(op string, mi *memcache.Item) error {
+	var err error
 	switch op {
 	case "add":
-		return m.c.Add(mi)
+		err = m.c.Add(mi)
 	case "cas":
-		return m.c.CompareAndSwap(mi)
+		err = m.c.CompareAndSwap(mi)
 	default:
-		return m.c.Set(mi)
+		err = m.c.Set(mi)
 	}
+	m.dropDeadConns(err)
+	return err
+}
+
+func (m *memcacheCache) delete(key string) error {
+	err := m.c.Delete(key)
+	m.dropDeadConns(err)
+	return err
+}
+
+// dropDeadConns closes the client's idle connections after a connection
+// was found dead. The others likely are too (memcached restarted, a
+// network cut): left in the pool, each would fail one operation in turn,
+// and the circuit breaker, probing once a second, would keep the cache
+// off for as many seconds as the pool holds connections. gomemcache dials
+// afresh when its pool is empty.
+func (m *memcacheCache) dropDeadConns(err error) {
+	if deadConnection(err) {
+		m.c.Close()
+	}
+}
+
+// deadConnection reports an error that says the connection is gone
+// (closed or reset by the other end). Timeouts are not: a slow server's
+// other connections are fine, and dropping them on every timeout would
+// make a loaded cache dial more and time out more.
+func deadConnection(err error) bool {
+	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed))
 }
 
 func (m *memcacheCache) Delete(ctx context.Context, key string) error {
@@ -367,10 +402,10 @@ func (m *memcacheCache) Delete(ctx context.Context, key string) error {
 		return opError("memcache", "delete", key, ErrBadKey)
 	}
 	if m.synchronous(ctx) {
-		return mapMemcacheError("delete", key, m.c.Delete(key))
+		return mapMemcacheError("delete", key, m.delete(key))
 	}
 	done := make(chan error, 1) // buffered: the goroutine never blocks if abandoned
-	go func() { done <- m.c.Delete(key) }()
+	go func() { done <- m.delete(key) }()
 	select {
 	case err := <-done:
 		return mapMemcacheError("delete", key, err)

@@ -142,6 +142,12 @@ func (rr *rawReader) run(ctx context.Context, op *readOp, keys []string, out []I
 					rr.discard(c)
 				}
 			}
+			if deadConnection(err) {
+				// The server's other idle connections are likely dead
+				// too (it restarted, the network was cut): left pooled,
+				// each would fail one read in turn.
+				rr.dropIdle(reqs[i].addr)
+			}
 		}
 	}()
 	for i := range reqs {
@@ -352,6 +358,17 @@ func (rr *rawReader) release(c *rawConn) {
 // interrupted read may leave an answer half read).
 func (rr *rawReader) discard(c *rawConn) {
 	if c != nil {
+		_ = c.nc.Close()
+	}
+}
+
+// dropIdle closes addr's idle connections.
+func (rr *rawReader) dropIdle(addr net.Addr) {
+	rr.mu.Lock()
+	pool := rr.idle[addr]
+	delete(rr.idle, addr)
+	rr.mu.Unlock()
+	for _, c := range pool {
 		_ = c.nc.Close()
 	}
 }

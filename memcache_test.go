@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -383,4 +384,48 @@ func memcacheUp() bool {
 	}
 	c.Close()
 	return true
+}
+
+// TestMemcacheDropsDeadPool: after memcached restarts, every pooled
+// connection is dead. One failed operation must be enough to learn it:
+// the next dials afresh, instead of each dead connection failing one
+// operation in turn (with the breaker probing once a second, that kept
+// the cache off for as many seconds as the pool held connections).
+func TestMemcacheDropsDeadPool(t *testing.T) {
+	t.Parallel()
+	for _, b := range memcacheBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			srv := fakememcache.Start(t)
+			c := b.open(t, srv.Addr(), time.Second)
+			ctx := context.Background()
+			if err := c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}); err != nil {
+				t.Fatal(err)
+			}
+			// Fill both pools (reads and writes) with several connections.
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for range 20 {
+						c.GetMulti(ctx, []string{"k"})
+						c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")})
+					}
+				})
+			}
+			wg.Wait()
+			srv.DropConnections()
+			time.Sleep(20 * time.Millisecond) // the close reaches the client's sockets
+			for name, op := range map[string]func() error{
+				"GetMulti": func() error { _, err := c.GetMulti(ctx, []string{"k"}); return err },
+				"Set":      func() error { return c.Set(ctx, &cachedsql.Item{Key: "k", Value: []byte("v")}) },
+			} {
+				failures := 0
+				for op() != nil {
+					if failures++; failures > 2 {
+						t.Fatalf("%s: %d failures in a row after the server dropped its connections; want at most 1 per pool", name, failures)
+					}
+				}
+			}
+		})
+	}
 }
