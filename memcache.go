@@ -42,6 +42,10 @@ var errNilItem = errors.New("nil *Item")
 // memcached itself does when it refuses a set, so no stale value survives a
 // failed overwrite.
 //
+// When an operation finds its connection dead (memcached restarted, a
+// network cut), the adapter closes c's idle connections (c.Close): they
+// are likely dead too, and c dials afresh.
+//
 // Memcache(nil) returns a Cache whose every operation fails with
 // ErrNilClient.
 func Memcache(c *memcache.Client) Cache {
