@@ -193,13 +193,13 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 // getPair is GetMulti of two keys without a result map (the read path's
 // entry and generation keys): nil for a key not found.
 func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
-	keys := []string{k1, k2}
-	if err := m.checkGet(ctx, keys); err != nil {
+	pair := [2]string{k1, k2} // on the stack: the reader keeps no slice
+	if err := m.checkGet(ctx, pair[:]); err != nil {
 		return nil, nil, err
 	}
 	if m.reader != nil {
 		items := new([2]Item)
-		if err := m.reader.get(ctx, keys, items[:]); err != nil {
+		if err := m.reader.get(ctx, pair[:], items[:]); err != nil {
 			return nil, nil, err
 		}
 		var i1, i2 *Item
@@ -211,7 +211,7 @@ func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Ite
 		}
 		return i1, i2, nil
 	}
-	res, err := m.get(ctx, keys)
+	res, err := m.get(ctx, []string{k1, k2})
 	if err != nil {
 		return nil, nil, err
 	}
