@@ -37,6 +37,12 @@ type conn struct {
 
 	// pending is what the open transaction must flush when it commits.
 	pending *flushSet
+
+	// spareRows is the last replay's rows, reused by the next once closed
+	// (with the scan plans it built). database/sql serialises every call
+	// on a connection and on its rows under one lock, which orders all
+	// uses of it.
+	spareRows *pgxRows
 }
 
 func newConn(inner driver.Conn, cn *Connector, pl *planner) driver.Conn {

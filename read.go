@@ -62,7 +62,7 @@ func (c *conn) serveLookup(ctx context.Context, lp *lookupPlan, query string, ar
 	if pc != nil {
 		m = pc.TypeMap()
 	}
-	return res.replay(m), true, nil
+	return res.replayReusing(m, &c.spareRows), true, nil
 }
 
 // lookupQuery is the query function of a lookup that reaches the

@@ -24,11 +24,26 @@ import (
 // registered types and the reading process's time.Local are what pgx's own
 // rows would use); with nil, a pgx result decodes with pgx's default map.
 func (r *result) replay(m *pgtype.Map) driver.Rows {
+	return r.replayReusing(m, nil)
+}
+
+// replayReusing is replay, reusing *spare for a pgx result when it is
+// closed (and leaving there the rows it returns): a connection's replays
+// then share one pgxRows, and the scan plans it built, instead of
+// allocating both per hit.
+func (r *result) replayReusing(m *pgtype.Map, spare **pgxRows) driver.Rows {
 	if r.codec == codecPgx {
 		if m == nil {
 			m = pgtype.NewMap()
 		}
-		return &pgxRows{res: r, m: m}
+		if spare == nil {
+			return &pgxRows{res: r, m: m, open: true}
+		}
+		if *spare == nil || (*spare).open {
+			*spare = &pgxRows{}
+		}
+		(*spare).reset(r, m)
+		return *spare
 	}
 	g := &genericRows{res: r}
 	if r.ifaces&hasColumnScanner != 0 {
@@ -45,13 +60,13 @@ func (r *result) replay(m *pgtype.Map) driver.Rows {
 type pgxRows struct {
 	res     *result
 	m       *pgtype.Map
+	open    bool              // until Close: a spare in use is not reused
 	next    int               // index of the next row in res.raw
 	cur     [][]byte          // the current row, this caller's copy; nil at EOF
 	plans   []pgtype.ScanPlan // per column, planned on first use (value)
 	planBuf [8]pgtype.ScanPlan
 	scratch pgxScratch
 	curBuf  [8][]byte // cur's backing array for up to 8 columns
-	nameBuf [8]string // columnNames' backing array for up to 8 columns
 
 	columnNames []string
 }
@@ -90,11 +105,9 @@ func (r *pgxRows) advance() bool {
 
 func (r *pgxRows) Columns() []string {
 	if r.columnNames == nil {
-		if len(r.res.fields) <= len(r.nameBuf) {
-			r.columnNames = r.nameBuf[:len(r.res.fields)]
-		} else {
-			r.columnNames = make([]string, len(r.res.fields))
-		}
+		// Always a slice of its own, even when r is a connection's reused
+		// spare: database/sql hands it to the caller, who may keep it.
+		r.columnNames = make([]string, len(r.res.fields))
 		for i, fd := range r.res.fields {
 			r.columnNames[i] = fd.Name
 		}
@@ -166,8 +179,32 @@ func (r *pgxRows) ColumnTypeScanType(index int) reflect.Type {
 }
 
 func (r *pgxRows) Close() error {
-	r.next, r.cur = len(r.res.raw), nil
+	r.next, r.cur, r.open = len(r.res.raw), nil, false
 	return nil
+}
+
+// reset readies r, closed, to replay res with m. Its scan plans are kept
+// when they were planned for the same map and the same column types and
+// formats: they depend on nothing else.
+func (r *pgxRows) reset(res *result, m *pgtype.Map) {
+	samePlans := r.res != nil && r.m == m && sameColumnTypes(r.res.fields, res.fields)
+	r.res, r.m, r.open, r.next, r.cur, r.columnNames = res, m, true, 0, nil, nil
+	if !samePlans {
+		clear(r.planBuf[:])
+		r.plans = nil
+	}
+}
+
+func sameColumnTypes(a, b []pgconn.FieldDescription) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].DataTypeOID != b[i].DataTypeOID || a[i].Format != b[i].Format {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *pgxRows) Next(dest []driver.Value) error {
