@@ -218,6 +218,7 @@ func writeGets(c *rawConn, keys []string, servers memcache.ServerSelector, addr 
 // is matched to the first key equal to it that is not yet filled, so a key
 // asked twice is answered twice.
 func readValues(r *bufio.Reader, keys []string, out []Item) error {
+	var spare []byte
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
@@ -237,7 +238,14 @@ func readValues(r *bufio.Reader, keys []string, out []Item) error {
 		if i < 0 {
 			return fmt.Errorf("%w: value for a key not asked for", errProtocol)
 		}
-		value := make([]byte, size+2)
+		// Values share one allocation while they fit: the first is given
+		// room for a small second (the read path's generation item).
+		// Each value is capped, so none can grow into the next.
+		if cap(spare) < size+2 {
+			spare = make([]byte, 0, size+2+smallValueRoom)
+		}
+		value := spare[: size+2 : size+2]
+		spare = spare[size+2 : cap(spare)]
 		if _, err := ioReadFull(r, value); err != nil {
 			return err
 		}
@@ -247,6 +255,10 @@ func readValues(r *bufio.Reader, keys []string, out []Item) error {
 		out[i] = Item{Key: keys[i], Value: value[:size:size], CasID: cas}
 	}
 }
+
+// smallValueRoom is the room left after a value for a small one to follow
+// in the same allocation: a generation item takes 18 bytes.
+const smallValueRoom = 48
 
 // parseValueLine parses "VALUE <key> <flags> <bytes> <cas>\r\n"; any other
 // line (ERROR, CLIENT_ERROR, SERVER_ERROR...) is an error naming it.
