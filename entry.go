@@ -387,6 +387,10 @@ func (d *decoder) row() {
 type resultBlock struct {
 	r   result
 	raw [1][]rawValue
+	// The row description and first row of a pgx result of up to eight
+	// columns, so that a one-row result is one allocation with its entry.
+	fields [8]pgconn.FieldDescription
+	row    [8]rawValue
 }
 
 // result reads one length-prefixed result body, into one if not nil.
@@ -404,7 +408,7 @@ func (d *decoder) result(one *resultBlock) *result {
 	r.codec = resultCodec(d.byte())
 	switch r.codec {
 	case codecPgx:
-		d.pgx(r, one.raw[:])
+		d.pgx(r, one)
 	case codecGeneric:
 		d.generic(r)
 	default:
@@ -419,27 +423,17 @@ func (d *decoder) result(one *resultBlock) *result {
 	return r
 }
 
-// pgx reads a pgx-codec body into r; oneRow, of length 1, holds the row
-// list of a one-row result.
-func (d *decoder) pgx(r *result, oneRow [][]rawValue) {
+// pgx reads a pgx-codec body into r, which lives in blk: the row list of
+// a one-row result, and the row description and first row of up to eight
+// columns, use blk's arrays (capacities capped: nothing can append into
+// another).
+func (d *decoder) pgx(r *result, blk *resultBlock) {
 	ncols := d.countMin(7)
-	// The row description and the first row share one allocation for up to
-	// eight columns (capacities capped: nothing can append into the other).
+	oneRow := blk.raw[:]
 	var firstRow []rawValue
-	switch {
-	case ncols >= 1 && ncols <= 4:
-		b := new(struct {
-			f [4]pgconn.FieldDescription
-			r [4]rawValue
-		})
-		r.fields, firstRow = b.f[:ncols:ncols], b.r[:ncols:ncols]
-	case ncols > 4 && ncols <= 8:
-		b := new(struct {
-			f [8]pgconn.FieldDescription
-			r [8]rawValue
-		})
-		r.fields, firstRow = b.f[:ncols:ncols], b.r[:ncols:ncols]
-	default:
+	if ncols >= 1 && ncols <= len(blk.fields) {
+		r.fields, firstRow = blk.fields[:ncols:ncols], blk.row[:ncols:ncols]
+	} else {
 		r.fields = make([]pgconn.FieldDescription, ncols)
 	}
 	for i := range r.fields {
