@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -22,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -35,7 +35,7 @@ import (
 // The consistency checker's harness (issue 6): several cachedsql
 // instances in separate processes (the test binary re-executed as
 // TestCheckerChild), on real PostgreSQL and two real memcached instances
-// behind one gomemcache client, write and read one table by its three
+// behind one client (NewMemcache), write and read one table by its three
 // keys while the parent injects faults; then internal/checker judges the
 // history against G4 (and the database's log tells what every committed
 // write did). TestCheckerBroken runs the same harness against deliberately
@@ -831,9 +831,19 @@ func TestCheckerChild(t *testing.T) {
 	// proxy must share the readers' namespace (a process reaching the
 	// database by another address is another namespace, outside G4).
 	open := func(dsn, via string) (*sql.DB, *cachedsql.Connector) {
-		mc := memcache.New(strings.Split(env("CK_MEMCACHE"), ",")...)
-		mc.Timeout = 500 * time.Millisecond
-		mc.MaxIdleConns = 64
+		// NewMemcache: reads go through its own pipelined reader
+		// (memcache_reader.go), writes through gomemcache, so both face
+		// the restarts, black holes and resets. The wrappers hide its
+		// getPair, so the read path reaches the reader through GetMulti.
+		mc, err := cachedsql.NewMemcache(cachedsql.MemcacheConfig{
+			Servers:      strings.Split(env("CK_MEMCACHE"), ","),
+			Timeout:      500 * time.Millisecond,
+			MaxIdleConns: 64,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { mc.(io.Closer).Close() })
 		pcfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
 			t.Fatal(err)
@@ -847,7 +857,7 @@ func TestCheckerChild(t *testing.T) {
 		}
 		cn, err := cachedsql.NewConnector(stdlib.GetConnector(*pcfg), cachedsql.Config{
 			Rules:        rules,
-			Cache:        ckTracer{ckFlakyCache{cachedsql.Memcache(mc), clearsFail}, trace},
+			Cache:        ckTracer{ckFlakyCache{mc, clearsFail}, trace},
 			Namespace:    env("CK_NAMESPACE"),
 			CacheTimeout: 100 * time.Millisecond,
 			LeaseWait:    50 * time.Millisecond,

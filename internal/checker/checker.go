@@ -14,9 +14,11 @@
 //
 //   - phantom: a read saw a version no committed write produced;
 //   - stale: a read that started after write W was acknowledged saw a
-//     value whose every possible writer was acknowledged before W started
-//     (an older version, or absent although the row exists, or a row
-//     although it was deleted or renamed away);
+//     value whose every possible writer the database's log places before
+//     W (an older version, or absent although the row exists, or a row
+//     although it was deleted or renamed away). The log, not the clients'
+//     intervals, orders a key's writes: a write that started before W was
+//     acknowledged may still have committed after W;
 //   - linearizability: each key's sub-history against a register model
 //     (porcupine), which finds what the pairwise check cannot.
 //
@@ -71,9 +73,10 @@ type Commit struct {
 	// row now holding the key, or 0 when it left the key absent.
 	Effects map[string]int64
 	// Logged is when the database changed each key (UnixNano; absent:
-	// unknown), for Explain: it orders a key's commits (the row locks and
-	// unique indexes serialize them), and shows when a write whose client
-	// gave up really ran.
+	// unknown). It orders a key's commits (the row locks and unique
+	// indexes serialize them) for the stale check and Explain, and shows
+	// when a write whose client gave up really ran. A key one of whose
+	// commits has no position is ordered by the clients' intervals.
 	Logged map[string]int64
 }
 
@@ -128,6 +131,115 @@ type keyWrite struct {
 	value      int64
 	tx         string
 	who        string // the acknowledged writer: process and kind
+	logged     int64  // when the database changed the key (0: unknown; the initial state: math.MinInt64)
+}
+
+func (w keyWrite) place() string {
+	switch w.logged {
+	case math.MinInt64:
+		return "before the run"
+	case 0:
+		return "not logged"
+	}
+	return fmt.Sprintf("logged at %d", w.logged)
+}
+
+// staleIndex answers G4's question for one key: which writes a read that
+// started at a given time must see (or see replaced).
+//
+// The key's writes are ordered as the database ran them: by Logged, which
+// the row lock and the unique indexes make a total order of the commits
+// that touched the key (the second of two waits until the first commits).
+// A client's interval does not order them: a write may start before
+// another is acknowledged and still commit after it. A read that starts
+// after write W was acknowledged must return W's value or that of a commit
+// the log places after W. Only if some commit of the key was not logged
+// does the index fall back to the clients' intervals for that key: then a
+// commit follows W if it started after W was acknowledged.
+type staleIndex struct {
+	ws     []keyWrite
+	logged bool // every commit of the key has a log position
+	// byEnd: the acknowledged writes by acknowledgement; latest[i] is the
+	// write of byEnd[:i+1] the log places last (logged only).
+	byEnd  []int
+	latest []int
+}
+
+func newStaleIndex(ws []keyWrite) *staleIndex {
+	st := &staleIndex{ws: ws, logged: true}
+	for i, w := range ws {
+		if w.logged == 0 {
+			st.logged = false
+		}
+		if w.end != Never {
+			st.byEnd = append(st.byEnd, i)
+		}
+	}
+	sort.SliceStable(st.byEnd, func(a, b int) bool { return ws[st.byEnd[a]].end < ws[st.byEnd[b]].end })
+	if st.logged {
+		st.latest = make([]int, len(st.byEnd))
+		for j, i := range st.byEnd {
+			st.latest[j] = i
+			if j > 0 && ws[st.latest[j-1]].logged > ws[i].logged {
+				st.latest[j] = st.latest[j-1]
+			}
+		}
+	}
+	return st
+}
+
+// by names the order the index uses.
+func (st *staleIndex) by() string {
+	if st.logged {
+		return "the database log"
+	}
+	return "the clients' intervals (some commit of the key is not logged)"
+}
+
+// stale reports whether a read that started at start and returned the
+// value of the writes cands is stale: the read saw one of cands, and each
+// of them comes before some write acknowledged before start. It names
+// that write (for the candidate placed last) and that candidate.
+func (st *staleIndex) stale(start int64, cands []int) (w, c int, stale bool) {
+	n := sort.Search(len(st.byEnd), func(j int) bool { return st.ws[st.byEnd[j]].end >= start })
+	if n == 0 {
+		return 0, 0, false
+	}
+	if st.logged {
+		// The log orders the key's writes: the one it places last among
+		// those acknowledged binds, and a candidate at or after it (equal
+		// positions: unordered, allowed) explains the read.
+		w := st.latest[n-1]
+		c := cands[0]
+		for _, i := range cands {
+			if st.ws[i].logged >= st.ws[w].logged {
+				return 0, 0, false
+			}
+			if st.ws[i].logged > st.ws[c].logged {
+				c = i
+			}
+		}
+		return w, c, true
+	}
+	// The clients' intervals order two writes only if one was
+	// acknowledged before the other started: each candidate must be
+	// followed so by a write acknowledged before start.
+	for _, i := range cands {
+		by := -1 // the earliest acknowledged of the writes that follow i
+		for _, j := range st.byEnd[:n] {
+			if st.ws[j].start > st.ws[i].end {
+				by = j
+				break
+			}
+		}
+		if by < 0 {
+			return 0, 0, false
+		}
+		if !stale || st.ws[i].end >= st.ws[c].end {
+			w, c, stale = by, i, true
+		}
+	}
+	return w, c, stale
 }
 
 // regOp is a porcupine input: a write of value, or a read.
@@ -205,15 +317,15 @@ func Check(h *History, timeout time.Duration) *Result {
 	// Each key's writes: the initial state, then every commit.
 	writes := map[string][]keyWrite{}
 	for k, v := range h.Initial {
-		writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: v, tx: "initial"})
+		writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: v, tx: "initial", logged: math.MinInt64})
 	}
 	for i, c := range h.Commits {
 		start, end := span[i][0], span[i][1]
 		for k, v := range c.Effects {
 			if _, ok := writes[k]; !ok {
-				writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: 0, tx: "initial"})
+				writes[k] = append(writes[k], keyWrite{start: 0, end: 1, value: 0, tx: "initial", logged: math.MinInt64})
 			}
-			writes[k] = append(writes[k], keyWrite{start: start, end: end, value: v, tx: c.Tx, who: who[i]})
+			writes[k] = append(writes[k], keyWrite{start: start, end: end, value: v, tx: c.Tx, who: who[i], logged: c.Logged[k]})
 		}
 	}
 	reads := map[string][]*Read{}
@@ -224,7 +336,7 @@ func Check(h *History, timeout time.Duration) *Result {
 			continue
 		}
 		if _, ok := writes[rd.Key]; !ok {
-			writes[rd.Key] = append(writes[rd.Key], keyWrite{start: 0, end: 1, value: 0, tx: "initial"})
+			writes[rd.Key] = append(writes[rd.Key], keyWrite{start: 0, end: 1, value: 0, tx: "initial", logged: math.MinInt64})
 		}
 		reads[rd.Key] = append(reads[rd.Key], rd)
 	}
@@ -232,26 +344,12 @@ func Check(h *History, timeout time.Duration) *Result {
 
 	var ops []porcupine.Operation
 	for k, ws := range writes {
-		// superseded[i]: the earliest acknowledgement of a write that
-		// started after ws[i] was acknowledged (Never: none).
-		superseded := make([]int64, len(ws))
-		by := make([]int, len(ws))
-		for i, y := range ws {
-			superseded[i] = Never
-			if y.end == Never {
-				continue
-			}
-			for j, w := range ws {
-				if w.start > y.end && w.end < superseded[i] {
-					superseded[i], by[i] = w.end, j
-				}
-			}
-		}
 		byValue := map[int64][]int{}
 		for i, w := range ws {
 			byValue[w.value] = append(byValue[w.value], i)
 			ops = append(ops, porcupine.Operation{Input: regOp{key: k, write: true, value: w.value}, Call: w.start, Return: w.end, Output: int64(0)})
 		}
+		st := newStaleIndex(ws)
 		for _, rd := range reads[k] {
 			ops = append(ops, porcupine.Operation{ClientId: rd.Proc, Input: regOp{key: k}, Call: rd.Start, Return: rd.End, Output: rd.Value})
 			cands := byValue[rd.Value]
@@ -260,21 +358,17 @@ func Check(h *History, timeout time.Duration) *Result {
 					fmt.Sprintf("process %d read version %d [%d, %d]: no committed write produced it here", rd.Proc, rd.Value, rd.Start, rd.End)})
 				continue
 			}
-			latest, li := int64(0), 0 // the latest supersession among the candidates
-			for _, i := range cands {
-				if superseded[i] >= latest {
-					latest, li = superseded[i], i
-				}
-			}
-			if latest < rd.Start {
+			if wi, ci, stale := st.stale(rd.Start, cands); stale {
 				what := fmt.Sprintf("version %d", rd.Value)
 				if rd.Value == 0 {
 					what = "absent"
 				}
+				w, c := ws[wi], ws[ci]
 				r.Violations = append(r.Violations, Violation{"stale", k,
-					fmt.Sprintf("process %d read %s [%d, %d], %v after commit %s [%d, %d] (%s, value %d) replaced it (written by %s [%d, %d] %s)",
-						rd.Proc, what, rd.Start, rd.End, time.Duration(rd.Start-latest),
-						ws[by[li]].tx, ws[by[li]].start, ws[by[li]].end, ws[by[li]].who, ws[by[li]].value, ws[li].tx, ws[li].start, ws[li].end, ws[li].who)})
+					fmt.Sprintf("process %d read %s [%d, %d], %v after commit %s [%d, %d] (%s, value %d, %s) was acknowledged; %s places every commit of that value before it (the latest: %s [%d, %d] %s, %s)",
+						rd.Proc, what, rd.Start, rd.End, time.Duration(rd.Start-w.end),
+						w.tx, w.start, w.end, w.who, w.value, w.place(), st.by(),
+						c.tx, c.start, c.end, c.who, c.place())})
 			}
 		}
 	}
