@@ -120,8 +120,13 @@ func (g *guard) getMulti(ctx context.Context, keys []string) (items map[string]*
 // without building a map. The values it returns are never written by
 // anyone afterwards, so readers may alias them (decodeEntry does). Other
 // Caches are read through GetMulti.
+//
+// lazyCancel says the caller accepts that a cancellation of ctx ends the
+// read only at the cache's own timeout, which is within the guard's
+// budget (ctx's deadline, if earlier, still ends it): the read then needs
+// no timer, goroutine or callback to watch ctx.
 type pairGetter interface {
-	getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error)
+	getPair(ctx context.Context, k1, k2 string, lazyCancel bool) (*Item, *Item, error)
 }
 
 // getPair reads two keys in one operation, as getMulti does: nil for a key
@@ -136,10 +141,22 @@ func (g *guard) getPair(ctx context.Context, k1, k2 string) (i1, i2 *Item, owned
 		}
 		return items[k1], items[k2], false, nil
 	}
-	err = g.run(ctx, func(ctx context.Context) error {
-		i1, i2, err = pg.getPair(ctx, k1, k2)
-		return err
-	})
+	if sb, bounded := g.cache.(selfBounded); bounded && sb.boundedBy(g.budget) {
+		// The hit path, with a caller's context that can be cancelled
+		// too: the cache's own timeout bounds the read within the budget.
+		ok, probe := g.admit()
+		if !ok {
+			err = errBreakerOpen
+		} else {
+			i1, i2, err = pg.getPair(ctx, k1, k2, true)
+			g.done(err, probe)
+		}
+	} else {
+		err = g.run(ctx, func(ctx context.Context) error {
+			i1, i2, err = pg.getPair(ctx, k1, k2, false)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("cachedsql: cache read: %w", err)
 	}

@@ -124,13 +124,13 @@ func (m *memcacheCache) Close() error {
 // goroutine: ctx can never be done, or the client's own timeout ends the
 // call no later than ctx's deadline (within a millisecond: the budget was
 // set a moment ago).
-func (m *memcacheCache) synchronous(ctx context.Context) bool {
+func (m *memcacheCache) synchronous(ctx context.Context, lazyCancel bool) bool {
 	if ctx.Done() == nil {
 		return true
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return false
+		return lazyCancel // see pairGetter
 	}
 	timeout := m.c.Timeout
 	if timeout <= 0 {
@@ -172,7 +172,7 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 	}
 	if m.reader != nil {
 		found := make([]Item, len(keys))
-		if err := m.reader.get(ctx, keys, found); err != nil {
+		if err := m.reader.get(ctx, keys, found, false); err != nil {
 			return nil, err
 		}
 		out := make(map[string]*Item, len(keys))
@@ -183,7 +183,7 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 		}
 		return out, nil
 	}
-	res, err := m.get(ctx, keys)
+	res, err := m.get(ctx, keys, false)
 	if err != nil {
 		return nil, err
 	}
@@ -192,14 +192,14 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 
 // getPair is GetMulti of two keys without a result map (the read path's
 // entry and generation keys): nil for a key not found.
-func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
+func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string, lazyCancel bool) (*Item, *Item, error) {
 	pair := [2]string{k1, k2} // on the stack: the reader keeps no slice
 	if err := m.checkGet(ctx, pair[:]); err != nil {
 		return nil, nil, err
 	}
 	if m.reader != nil {
 		items := new([2]Item)
-		if err := m.reader.get(ctx, pair[:], items[:]); err != nil {
+		if err := m.reader.get(ctx, pair[:], items[:], lazyCancel); err != nil {
 			return nil, nil, err
 		}
 		var i1, i2 *Item
@@ -211,7 +211,7 @@ func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Ite
 		}
 		return i1, i2, nil
 	}
-	res, err := m.get(ctx, []string{k1, k2})
+	res, err := m.get(ctx, []string{k1, k2}, lazyCancel)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,8 +249,8 @@ func (m *memcacheCache) checkGet(ctx context.Context, keys []string) error {
 }
 
 // get runs gomemcache's GetMulti for keys (checked, at least one).
-func (m *memcacheCache) get(ctx context.Context, keys []string) (map[string]*memcache.Item, error) {
-	if m.synchronous(ctx) {
+func (m *memcacheCache) get(ctx context.Context, keys []string, lazyCancel bool) (map[string]*memcache.Item, error) {
+	if m.synchronous(ctx, lazyCancel) {
 		res, err := m.c.GetMulti(keys)
 		m.dropDeadConns(err)
 		return res, getError(err, keys)
@@ -341,7 +341,7 @@ func (m *memcacheCache) store(ctx context.Context, op string, item *Item) error 
 	// A copy: gomemcache must not see later changes to *item, and *item
 	// must not be written by gomemcache.
 	mi := &memcache.Item{Key: item.Key, Value: item.Value, Expiration: exp, CasID: item.CasID}
-	if m.synchronous(ctx) {
+	if m.synchronous(ctx, false) {
 		return mapMemcacheError(op, item.Key, m.call(op, mi))
 	}
 	done := make(chan error, 1) // buffered: the goroutine never blocks if abandoned
@@ -405,7 +405,7 @@ func (m *memcacheCache) Delete(ctx context.Context, key string) error {
 	if !validKey(key) {
 		return opError("memcache", "delete", key, ErrBadKey)
 	}
-	if m.synchronous(ctx) {
+	if m.synchronous(ctx, false) {
 		return mapMemcacheError("delete", key, m.delete(key))
 	}
 	done := make(chan error, 1) // buffered: the goroutine never blocks if abandoned

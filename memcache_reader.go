@@ -99,9 +99,14 @@ func (op *readOp) finished() bool {
 // out[i].Key is set to keys[i] when keys[i] was found, left empty
 // otherwise. Every server is sent its request before any answer is read,
 // so a read spanning servers waits for the slowest, not their sum. Any
-// failure fails the whole read.
-func (rr *rawReader) get(ctx context.Context, keys []string, out []Item) error {
-	if ctx.Done() == nil {
+// failure fails the whole read. ctx's deadline, if before the reader's
+// timeout, ends the read; its cancellation does too, at once, unless
+// lazyCancel (see pairGetter) lets it wait for the timeout.
+func (rr *rawReader) get(ctx context.Context, keys []string, out []Item, lazyCancel bool) error {
+	if err := ctx.Err(); err != nil {
+		return opError("memcache", "get", firstKey(keys), err)
+	}
+	if ctx.Done() == nil || lazyCancel {
 		// The hit path's usual case: nothing can interrupt the read, so
 		// its state stays on the stack.
 		return rr.run(ctx, nil, keys, out)

@@ -105,7 +105,7 @@ func twoServers(t *testing.T) (rr *rawReader, srvs [2]*fakememcache.Server, keys
 func TestRawReaderSpansServers(t *testing.T) {
 	rr, srvs, keys, _ := twoServers(t)
 	out := make([]Item, 3)
-	if err := rr.get(context.Background(), []string{keys[0], keys[1], "absent"}, out); err != nil {
+	if err := rr.get(context.Background(), []string{keys[0], keys[1], "absent"}, out, false); err != nil {
 		t.Fatal(err)
 	}
 	for i, k := range keys {
@@ -125,7 +125,7 @@ func TestRawReaderSpansServers(t *testing.T) {
 	// never as a miss.
 	srvs[1].SetFaults(fakememcache.Faults{BlackHole: true})
 	start := time.Now()
-	err := rr.get(context.Background(), keys[:], make([]Item, 2))
+	err := rr.get(context.Background(), keys[:], make([]Item, 2), false)
 	if err == nil || errors.Is(err, ErrCacheMiss) || !strings.HasPrefix(err.Error(), "cachedsql: memcache get") {
 		t.Fatalf("read with one server black-holed: err = %v; want a timeout", err)
 	}
@@ -133,7 +133,7 @@ func TestRawReaderSpansServers(t *testing.T) {
 		t.Errorf("read with one server black-holed took %v; want about the 300ms timeout", elapsed)
 	}
 	srvs[1].SetFaults(fakememcache.Faults{})
-	if err := rr.get(context.Background(), keys[:], make([]Item, 2)); err != nil {
+	if err := rr.get(context.Background(), keys[:], make([]Item, 2), false); err != nil {
 		t.Fatalf("read after the fault cleared: %v", err)
 	}
 }
@@ -144,7 +144,7 @@ func TestRawReaderCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	start := time.Now()
-	err := rr.get(ctx, keys[:], make([]Item, 2))
+	err := rr.get(ctx, keys[:], make([]Item, 2), false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled read: err = %v; want context.Canceled", err)
 	}
@@ -154,15 +154,32 @@ func TestRawReaderCancellation(t *testing.T) {
 	// A deadline shorter than the reader's timeout is the context's error.
 	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancelShort()
-	if err := rr.get(short, keys[:], make([]Item, 2)); !errors.Is(err, context.DeadlineExceeded) {
+	if err := rr.get(short, keys[:], make([]Item, 2), false); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("read past its context's deadline: err = %v; want DeadlineExceeded", err)
+	}
+	// With lazyCancel (the guard's hit path), a cancellation during the
+	// read waits for the reader's own timeout, but a deadline before it
+	// still ends the read.
+	lazy, cancelLazy := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancelLazy)
+	start = time.Now()
+	if err := rr.get(lazy, keys[:], make([]Item, 2), true); err == nil || errors.Is(err, ErrCacheMiss) {
+		t.Fatalf("lazily cancelled read of a black hole: err = %v; want an error", err)
+	}
+	if elapsed := time.Since(start); elapsed < 250*time.Millisecond || elapsed > time.Second {
+		t.Errorf("lazily cancelled read of a black hole took %v; want the 300ms timeout", elapsed)
+	}
+	short2, cancelShort2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort2()
+	if err := rr.get(short2, keys[:], make([]Item, 2), true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lazy read past its context's deadline: err = %v; want DeadlineExceeded", err)
 	}
 	srvs[0].SetFaults(fakememcache.Faults{})
 	// Interrupted connections were not pooled: the next read works.
 	live, cancelLive := context.WithCancel(context.Background())
 	defer cancelLive()
 	out := make([]Item, 2)
-	if err := rr.get(live, keys[:], out); err != nil || out[0].Key == "" || out[1].Key == "" {
+	if err := rr.get(live, keys[:], out, false); err != nil || out[0].Key == "" || out[1].Key == "" {
 		t.Fatalf("read after the fault cleared: %+v, %v", out, err)
 	}
 }
@@ -179,7 +196,7 @@ func TestRawReaderReusesConnections(t *testing.T) {
 	rr := newRawReader(&ss, 300*time.Millisecond, 2)
 	t.Cleanup(rr.close)
 	for range 20 {
-		if err := rr.get(context.Background(), []string{"a", "b"}, make([]Item, 2)); err != nil {
+		if err := rr.get(context.Background(), []string{"a", "b"}, make([]Item, 2), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,11 +204,11 @@ func TestRawReaderReusesConnections(t *testing.T) {
 		t.Errorf("20 serial reads dialled %d connections; want 1", n)
 	}
 	srv.SetFaults(fakememcache.Faults{Drop: true})
-	if err := rr.get(context.Background(), []string{"a"}, make([]Item, 1)); err == nil {
+	if err := rr.get(context.Background(), []string{"a"}, make([]Item, 1), false); err == nil {
 		t.Fatal("read on a dropped connection: nil error")
 	}
 	srv.SetFaults(fakememcache.Faults{})
-	if err := rr.get(context.Background(), []string{"a"}, make([]Item, 1)); err != nil {
+	if err := rr.get(context.Background(), []string{"a"}, make([]Item, 1), false); err != nil {
 		t.Fatalf("read after a dropped connection: %v", err)
 	}
 }
@@ -208,7 +225,7 @@ func TestRawReaderAllocations(t *testing.T) {
 	var failed error
 	allocs := testing.AllocsPerRun(200, func() {
 		clear(out)
-		if err := rr.get(ctx, keys, out); err != nil {
+		if err := rr.get(ctx, keys, out, false); err != nil {
 			failed = err
 		}
 	})
@@ -227,7 +244,7 @@ func TestRawReaderAllocations(t *testing.T) {
 func TestRawReaderUnixSocket(t *testing.T) {
 	rr := cannedReader(t, "unix", t.TempDir()+"/mc.sock", "VALUE k 0 2 5\r\nhi\r\nEND\r\n")
 	out := make([]Item, 1)
-	if err := rr.get(context.Background(), []string{"k"}, out); err != nil || string(out[0].Value) != "hi" || out[0].CasID != 5 {
+	if err := rr.get(context.Background(), []string{"k"}, out, false); err != nil || string(out[0].Value) != "hi" || out[0].CasID != 5 {
 		t.Fatalf("read over a unix socket = %+v, %v", out[0], err)
 	}
 }

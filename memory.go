@@ -128,7 +128,7 @@ func (m *memoryCache) GetMulti(ctx context.Context, keys []string) (map[string]*
 // getPair is GetMulti of two keys without a result map or copies (the read path's
 // entry and generation keys): nil for a key not found. Values are copied,
 // as GetMulti copies them, into one block.
-func (m *memoryCache) getPair(ctx context.Context, k1, k2 string) (*Item, *Item, error) {
+func (m *memoryCache) getPair(ctx context.Context, k1, k2 string, _ bool) (*Item, *Item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, opError("memory cache", "get", k1, err)
 	}

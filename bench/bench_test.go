@@ -63,6 +63,11 @@ func pgEnv(b *testing.B) *Env {
 }
 
 func runParallel(b *testing.B, c *Contender, conc int) {
+	runParallelCtx(b, context.Background(), c, conc)
+}
+
+// runParallelCtx is runParallel with every operation under ctx.
+func runParallelCtx(b *testing.B, ctx context.Context, c *Contender, conc int) {
 	if c.setup != nil {
 		c.setup(conc)
 	}
@@ -73,7 +78,7 @@ func runParallel(b *testing.B, c *Contender, conc int) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
-			if err := op(context.Background(), g(r)); err != nil {
+			if err := op(ctx, g(r)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -91,7 +96,7 @@ func runParallel(b *testing.B, c *Contender, conc int) {
 		mu.Unlock()
 		op, g := c.newWorker(), gen()
 		for pb.Next() {
-			if err := op(context.Background(), g(r)); err != nil {
+			if err := op(ctx, g(r)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -104,6 +109,16 @@ func runParallel(b *testing.B, c *Contender, conc int) {
 func BenchmarkHit(b *testing.B) {
 	e := pgEnv(b)
 	runParallel(b, e.contenders(false, "b")[0], 1)
+}
+
+// BenchmarkHitCancellable is BenchmarkHit under a context that can be
+// cancelled, as a request's usually can: the guard's budget then needs no
+// timer, and the read no callback, on the built-in caches.
+func BenchmarkHitCancellable(b *testing.B) {
+	e := pgEnv(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runParallelCtx(b, ctx, e.contenders(false, "b")[0], 1)
 }
 
 // BenchmarkHitInProcess is the hit path on the in-process cache: the
