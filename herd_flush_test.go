@@ -67,6 +67,10 @@ const hfFlushEnv = "CACHEDSQL_HERD_FLUSH_CHILD"
 type hfFlushReport struct {
 	reads, oldReads, newReads, errs int
 	fills, hits, misses, waits      int
+	// cacheErrs and trips are the child's failed cache operations and
+	// breaker trips: reads that fail open reach the database by design
+	// (G8), which tells a stall of the machine from a G7 defect.
+	cacheErrs, trips int
 	// maxOld and maxNew are the starts (Unix ns) of the latest reads that
 	// returned the old and the new row (0: none).
 	maxOld, maxNew int64
@@ -80,8 +84,8 @@ func (r hfFlushReport) String() string {
 	for i, ts := range r.db {
 		db[i] = strconv.FormatInt(ts, 10)
 	}
-	return fmt.Sprintf("reads=%d old=%d new=%d errs=%d fills=%d hits=%d misses=%d waits=%d maxold=%d maxnew=%d db=[%s]",
-		r.reads, r.oldReads, r.newReads, r.errs, r.fills, r.hits, r.misses, r.waits, r.maxOld, r.maxNew, strings.Join(db, ","))
+	return fmt.Sprintf("reads=%d old=%d new=%d errs=%d fills=%d hits=%d misses=%d waits=%d cacheerrs=%d trips=%d maxold=%d maxnew=%d db=[%s]",
+		r.reads, r.oldReads, r.newReads, r.errs, r.fills, r.hits, r.misses, r.waits, r.cacheErrs, r.trips, r.maxOld, r.maxNew, strings.Join(db, ","))
 }
 
 func hfParseFlush(line string) (hfFlushReport, bool) {
@@ -91,8 +95,8 @@ func hfParseFlush(line string) (hfFlushReport, bool) {
 	}
 	var r hfFlushReport
 	var db string
-	_, err := fmt.Sscanf(rest, "reads=%d old=%d new=%d errs=%d fills=%d hits=%d misses=%d waits=%d maxold=%d maxnew=%d db=%s",
-		&r.reads, &r.oldReads, &r.newReads, &r.errs, &r.fills, &r.hits, &r.misses, &r.waits, &r.maxOld, &r.maxNew, &db)
+	_, err := fmt.Sscanf(rest, "reads=%d old=%d new=%d errs=%d fills=%d hits=%d misses=%d waits=%d cacheerrs=%d trips=%d maxold=%d maxnew=%d db=%s",
+		&r.reads, &r.oldReads, &r.newReads, &r.errs, &r.fills, &r.hits, &r.misses, &r.waits, &r.cacheErrs, &r.trips, &r.maxOld, &r.maxNew, &db)
 	if err != nil {
 		return r, false
 	}
@@ -313,11 +317,12 @@ func TestHerdAfterFlush(t *testing.T) {
 		if r.oldReads == 0 {
 			t.Errorf("child %d: no read saw the old row: the load before the write was not exercised", i)
 		}
-		t.Logf("child %d: reads %d (old %d, new %d), fills %d, hits %d, misses %d, lease waits %d, database lookups %d",
-			i, r.reads, r.oldReads, r.newReads, r.fills, r.hits, r.misses, r.waits, len(r.db))
+		t.Logf("child %d: reads %d (old %d, new %d), fills %d, hits %d, misses %d, lease waits %d, cache errors %d, breaker trips %d, database lookups %d",
+			i, r.reads, r.oldReads, r.newReads, r.fills, r.hits, r.misses, r.waits, r.cacheErrs, r.trips, len(r.db))
 		all = append(all, r.db...)
 		sum.fills += r.fills
 		sum.reads += r.reads
+		sum.cacheErrs += r.cacheErrs
 	}
 	if failed {
 		t.FailNow()
@@ -342,8 +347,8 @@ func TestHerdAfterFlush(t *testing.T) {
 	t.Logf("%d reads in %d processes; write: COMMIT done %v after Exec was called, Exec returned %v after COMMIT; database lookups of the key relative to Exec's return: %v",
 		sum.reads, hfHerdChildren, commit.Sub(sent).Round(time.Microsecond), acked.Sub(commit).Round(time.Microsecond), rel)
 	if fromCommit != 1 {
-		t.Errorf("the database saw the key's lookup %d times from COMMIT on (%d of them after Exec returned); want exactly 1 (G7 after a flush)",
-			fromCommit, fromAck)
+		t.Errorf("the database saw the key's lookup %d times from COMMIT on (%d of them after Exec returned); want exactly 1 (G7 after a flush); the children's cache operations failed %d times (reads that fail open reach the database by design: nonzero means the machine stalled past CacheTimeout)",
+			fromCommit, fromAck, sum.cacheErrs)
 	}
 	if beforeSent != 0 {
 		t.Errorf("the database saw the warm key's lookup %d times before the write: reads of a warm key must be hits", beforeSent)
@@ -503,6 +508,7 @@ func TestHerdFlushChild(t *testing.T) {
 	r := hfFlushReport{
 		reads: int(reads.Load()), oldReads: int(oldReads.Load()), newReads: int(newReads.Load()), errs: int(errs.Load()),
 		fills: int(st.Fills), hits: int(st.Hits), misses: int(st.Misses), waits: int(st.LeaseWaits),
+		cacheErrs: int(st.CacheErrors), trips: int(st.BreakerTrips),
 		maxOld: maxOld.Load(), maxNew: maxNew.Load(), db: tr.stamps(),
 	}
 	fmt.Printf("\nHERDFLUSH %v\n", r)
