@@ -173,6 +173,7 @@ func (m *memcacheCache) GetMulti(ctx context.Context, keys []string) (map[string
 	if m.reader != nil {
 		found := make([]Item, len(keys))
 		if err := m.reader.get(ctx, keys, found, false); err != nil {
+			m.dropDeadConns(err)
 			return nil, err
 		}
 		out := make(map[string]*Item, len(keys))
@@ -200,6 +201,7 @@ func (m *memcacheCache) getPair(ctx context.Context, k1, k2 string, lazyCancel b
 	if m.reader != nil {
 		items := new([2]Item)
 		if err := m.reader.get(ctx, pair[:], items[:], lazyCancel); err != nil {
+			m.dropDeadConns(err)
 			return nil, nil, err
 		}
 		var i1, i2 *Item
@@ -383,6 +385,9 @@ func (m *memcacheCache) delete(key string) error {
 func (m *memcacheCache) dropDeadConns(err error) {
 	if deadConnection(err) {
 		m.c.Close()
+		if m.reader != nil {
+			m.reader.close() // NewMemcache: the reads' pool is as dead
+		}
 	}
 }
 

@@ -63,15 +63,21 @@ type readRequest struct {
 // readOp tracks a read's connections under a context that can be
 // cancelled, so context.AfterFunc's callback can interrupt their I/O.
 type readOp struct {
-	mu          sync.Mutex // protects interrupted and conns
+	mu          sync.Mutex // protects interrupted, done and conns
 	interrupted bool
+	done        bool // the read's I/O is over: its connections may be pooled
 	conns       []*rawConn
 }
 
-// interrupt ends the read's I/O at once: its context was cancelled.
+// interrupt ends the read's I/O at once: its context was cancelled. Once
+// the read is done it does nothing: its connections may already serve
+// another read.
 func (op *readOp) interrupt() {
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	if op.done {
+		return
+	}
 	op.interrupted = true
 	for _, c := range op.conns {
 		_ = c.nc.SetDeadline(time.Unix(1, 0))
@@ -87,11 +93,13 @@ func (op *readOp) track(c *rawConn) bool {
 	return !op.interrupted
 }
 
-// finished reports, once the read's I/O is over, whether it was
-// interrupted: its connections' deadline was then set behind its back.
+// finished marks the read's I/O over, after which interrupt touches
+// nothing, and reports whether it was interrupted before: its
+// connections' deadline was then set behind its back.
 func (op *readOp) finished() bool {
 	op.mu.Lock()
 	defer op.mu.Unlock()
+	op.done = true
 	return op.interrupted
 }
 
@@ -138,7 +146,8 @@ func (rr *rawReader) run(ctx context.Context, op *readOp, keys []string, out []I
 	defer func() {
 		// A connection goes back to the pool only after a whole answer,
 		// with its deadline still ours.
-		pool := err == nil && (op == nil || !op.finished())
+		interrupted := op != nil && op.finished()
+		pool := err == nil && !interrupted
 		for i := range reqs {
 			if c := reqs[i].conn; c != nil {
 				if pool {

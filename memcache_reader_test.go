@@ -282,3 +282,31 @@ func cannedReader(t *testing.T, network, addr, answer string) *rawReader {
 	t.Cleanup(rr.close)
 	return rr
 }
+
+// TestRawReaderLateInterrupt: a cancellation's callback that runs after
+// its read has ended (and pooled its connection) must not touch that
+// connection, which may already serve another read.
+func TestRawReaderLateInterrupt(t *testing.T) {
+	rr := cannedReader(t, "tcp", "127.0.0.1:0", "VALUE k 0 1 1\r\nv\r\nEND\r\n")
+	keys := []string{"k"}
+	op := new(readOp)
+	if err := rr.run(context.Background(), op, keys, make([]Item, 1)); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := rr.servers.PickServer("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rr.acquire(context.Background(), addr, time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.interrupt() // late: the first read is over, its connection is c
+	if err := writeGets(c, keys, rr.servers, addr, true); err != nil {
+		t.Fatalf("second read's request after a late interrupt of the first: %v", err)
+	}
+	if err := readValues(c.r, keys, make([]Item, 1)); err != nil {
+		t.Fatalf("second read's answer after a late interrupt of the first: %v", err)
+	}
+	rr.release(c)
+}
