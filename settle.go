@@ -109,11 +109,17 @@ func (cn *Connector) backendGone(ctx context.Context, pid uint32, lostAt time.Ti
 	// A row while the backend runs; terminating it when asked
 	// (pg_terminate_backend is false, with a warning, when the role may not
 	// signal it: the row still says it runs).
-	query := `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start < $2`
+	// "Started before lostAt" on the server's own clock: now() less the
+	// time elapsed since, measured on this process's monotonic clock, so
+	// that clock skew between the two can neither hide the session nor
+	// reach a newer one that reused its pid.
+	const started = `backend_start < now() - make_interval(secs => $2::float8)`
+	query := `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND ` + started
 	if terminate {
-		query = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start < $2`
+		query = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ` + started
 	}
-	rows, err := q.QueryContext(ctx, query, []driver.NamedValue{{Ordinal: 1, Value: int64(pid)}, {Ordinal: 2, Value: lostAt}})
+	since := time.Since(lostAt).Seconds()
+	rows, err := q.QueryContext(ctx, query, []driver.NamedValue{{Ordinal: 1, Value: int64(pid)}, {Ordinal: 2, Value: since}})
 	if err != nil {
 		return false, err
 	}
