@@ -13,37 +13,58 @@ import (
 // while a protected write runs, its markers are rewritten before they can
 // expire.
 
-// keepAliveEvery is how often markers of ttl are refreshed: twice within
-// the shortest life memcached's one-second resolution may give them
-// (ttl - 1s), so that one failed refresh is survived.
-func keepAliveEvery(ttl time.Duration) time.Duration {
-	return max((ttl-time.Second)/2, 100*time.Millisecond)
+// keepAliveEvery is how often markers of ttl, written within flushTimeout,
+// are refreshed: twice within the shortest life memcached's one-second
+// resolution may give them (ttl - 1s), less the time a write may take, so
+// that one failed refresh is survived.
+func keepAliveEvery(ttl, flushTimeout time.Duration) time.Duration {
+	return max((ttl-time.Second-flushTimeout)/2, 100*time.Millisecond)
 }
 
-// keepAlive refreshes tok's markers for s until the returned stop is
-// called. stop waits for a refresh in progress (a refresh after the
-// release would put the markers back), and reports whether a refresh
-// failed: the markers may then have expired while the write ran, and the
-// release must treat the write as unprotected.
-func (f *flusher) keepAlive(tok token, s *flushSet) (stop func() (lost bool)) {
+// keepAlive refreshes tok's markers for s, first written by a protect
+// that started at protectedAt, until the returned stop is called. stop
+// waits for a refresh in progress (a refresh after the release would put
+// the markers back), and reports whether the markers may have lapsed
+// while the write ran: a refresh failed, or ended later than the shortest
+// life of the markers before it (ttl - 1s after that write began), or the
+// connector closed. The release must then treat the write as unprotected.
+func (f *flusher) keepAlive(tok token, s *flushSet, protectedAt time.Time) (stop func() (lost bool)) {
 	var (
-		mu      sync.Mutex // held by a refresh; protects stopped and lost
+		mu      sync.Mutex // held by a refresh; protects stopped, lost and last
 		stopped bool
 		lost    bool
+		last    = protectedAt // when the latest successful write of the markers began
 		timer   *time.Timer
 	)
-	every := keepAliveEvery(f.markerTTL)
+	every := keepAliveEvery(f.markerTTL, f.timeout)
+	life := f.markerTTL - time.Second
 	refresh := func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if stopped {
 			return
 		}
+		if f.stopCtx.Err() != nil {
+			lost = true // the connector closed: no more refreshes
+			return
+		}
 		f.stats.markerRefreshes.Add(1)
-		if err := f.protectAll(f.stopCtx, tok, s, true); err != nil {
+		start := time.Now()
+		// Refreshes go on after a lapse: markers in place still keep
+		// readers from filling while the write runs.
+		err := f.protectAll(f.stopCtx, tok, s, true)
+		switch {
+		case err != nil:
 			lost = true
 			f.cfg.logger().Warn("cachedsql: refreshing a running write's cache markers failed; it will be released as unprotected",
 				"of", s.describe(), "error", err)
+		case time.Since(last) > life:
+			lost = true
+			f.cfg.logger().Warn("cachedsql: a running write's cache markers were refreshed too late; it will be released as unprotected",
+				"of", s.describe(), "late by", time.Since(last)-life)
+			last = start
+		default:
+			last = start
 		}
 		timer.Reset(every)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The SQL side of the write protocol (design brief §2, Write): find what a
@@ -201,10 +202,11 @@ func (c *conn) beginImplicit(ctx context.Context) (driver.Tx, error) {
 func (c *conn) protect(ctx context.Context, set *flushSet, rollback func()) (release func(), err error) {
 	f := c.cn.flusher
 	tok := newToken()
+	protectedAt := time.Now()
 	err = f.protect(ctx, tok, set)
 	switch {
 	case err == nil:
-		stop := f.keepAlive(tok, set)
+		stop := f.keepAlive(tok, set, protectedAt)
 		return func() {
 			if lost := stop(); lost {
 				// The markers may have expired while the write ran: as
