@@ -34,8 +34,10 @@ const memItemOverhead = 64
 //
 // The cache lives in one process: it cannot coordinate several processes
 // sharing a database. Use it for tests and single-process deployments.
-// Stored and returned values are copies, so neither the caller's slices nor
-// the cache's can be changed behind the other's back.
+// Values stored and returned through the Cache methods are copies, so
+// neither the caller's slices nor the cache's can be changed behind the
+// other's back. (cachedsql's own hit path reads the stored values in
+// place, and never writes them.)
 func NewMemoryCache(maxBytes int64) Cache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMemoryCacheBytes

@@ -3,6 +3,7 @@
 package cachedsql
 
 import (
+	"bytes"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -56,7 +57,10 @@ func (r *pgxRows) ScanColumn(scanCtx driver.ScanContext, index int, dest any) er
 	}
 
 	fd := r.res.fields[index]
-	return r.m.Scan(fd.DataTypeOID, fd.Format, src, dest)
+	// src is the stored row's own bytes (see advance), and pgx hands
+	// them on uncopied to some destinations (DriverBytes, BytesScanner):
+	// give it the caller's copy.
+	return r.m.Scan(fd.DataTypeOID, fd.Format, bytes.Clone(src), dest)
 }
 
 // Map from reflect.Type -> bool.
