@@ -8,12 +8,16 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // loadPostgres reads the catalog through the pgx connection, in the
 // caller's ctx, and returns the database identity for the namespace.
 func loadPostgres(ctx context.Context, pc *pgx.Conn, c *catalog, cfg *Config) (string, error) {
-	identity := postgresIdentity(ctx, pc, cfg)
+	identity, err := postgresIdentity(ctx, pc, cfg)
+	if err != nil {
+		return "", err
+	}
 	var dbname, searchPath string
 	if err := pc.QueryRow(ctx, `SELECT current_database(), current_setting('search_path')`).Scan(&dbname, &searchPath); err != nil {
 		return "", fmt.Errorf("cachedsql: reading catalog: %w", err)
@@ -45,22 +49,30 @@ func loadPostgres(ctx context.Context, pc *pgx.Conn, c *catalog, cfg *Config) (s
 // postgresIdentity names the database so that every process sharing the
 // cache agrees on it whatever address it connects through (a proxy,
 // pgbouncer, a DNS alias, a unix socket): the cluster's system identifier
-// (its replicas share it) and the database's OID. A role that may not call
-// pg_control_system() falls back, with a warning, to the address in the
-// connection's configuration: processes reaching the database by other
-// addresses then get other namespaces, and do not flush each other's keys.
-func postgresIdentity(ctx context.Context, pc *pgx.Conn, cfg *Config) string {
+// (its replicas share it), the port the server listens on, and the
+// database's OID. Only a role that may not call pg_control_system()
+// falls back, with a warning, to the address in the connection's
+// configuration: such processes share a namespace only with each other,
+// and only if they use the same address. Any other error fails the
+// catalog read, which the next connection retries: a namespace chosen by
+// a passing error would split the processes for the pool's lifetime.
+func postgresIdentity(ctx context.Context, pc *pgx.Conn, cfg *Config) (string, error) {
 	var system int64
+	var port string
 	var dbOID uint32
-	err := pc.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
-		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&system, &dbOID)
+	err := pc.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()), current_setting('port'),
+		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&system, &port, &dbOID)
 	if err == nil {
-		return "postgres-cluster:" + strconv.FormatInt(system, 10) + ":" + strconv.FormatUint(uint64(dbOID), 10)
+		return "postgres-cluster:" + strconv.FormatInt(system, 10) + ":" + port + ":" + strconv.FormatUint(uint64(dbOID), 10), nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || (pgErr.Code != "42501" && pgErr.Code != "42883") { // insufficient_privilege, undefined_function
+		return "", fmt.Errorf("cachedsql: reading catalog: the database's identity: %w", err)
 	}
 	pcfg := pc.Config()
-	cfg.logger().Warn("cachedsql: cannot read the cluster's identity (pg_control_system); the key namespace is derived from the connection's host, port and database, so every process must connect by the same address",
+	cfg.logger().Warn("cachedsql: may not read the cluster's identity (pg_control_system); the key namespace is derived from the connection's host, port and database: only processes in the same case, connecting by the same address, share invalidations",
 		"error", err)
-	return "postgres:" + strconv.Quote(pcfg.Host) + ":" + strconv.Itoa(int(pcfg.Port)) + ":" + strconv.Quote(pcfg.Database)
+	return "postgres:" + strconv.Quote(pcfg.Host) + ":" + strconv.Itoa(int(pcfg.Port)) + ":" + strconv.Quote(pcfg.Database), nil
 }
 
 // pgQuote quotes name parts as PostgreSQL identifiers. Rule names are
