@@ -25,26 +25,7 @@ import (
 func TestBrokenConnectionWaitsForTheServer(t *testing.T) {
 	lf := newLockedRow(t, 200*time.Millisecond, 0)
 	ctx := context.Background()
-	pcfg, err := pgx.ParseConfig(lf.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.Start(net.JoinHostPort(pcfg.Host, strconv.Itoa(int(pcfg.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	host, port, _ := net.SplitHostPort(proxy.Addr())
-	proxied := pcfg.Copy()
-	proxied.Host = host
-	p, _ := strconv.Atoi(port)
-	proxied.Port = uint16(p)
-	writerCn, err := cachedsql.NewConnector(stdlib.GetConnector(*proxied), lf.cfg())
-	if err != nil {
-		t.Fatal(err)
-	}
-	writer := sql.OpenDB(writerCn)
-	t.Cleanup(func() { writer.Close() })
+	writer, writerCn, proxy := lf.proxiedWriter(t)
 	reader, _, _ := hfOpen(t, lf.dsn, lf.cfg())
 	plain, schema, query, lock := lf.plain, lf.schema, lf.query, lf.lock
 
@@ -80,6 +61,72 @@ func TestBrokenConnectionWaitsForTheServer(t *testing.T) {
 		if got != want {
 			t.Fatalf("after a write on a broken connection: cachedsql reads %+v; the database holds %+v", got, want)
 		}
+	}
+}
+
+// proxiedWriter opens a cachedsql pool of lf's configuration whose
+// connections go through a fault proxy.
+func (lf *lockedRow) proxiedWriter(t *testing.T) (*sql.DB, *cachedsql.Connector, *faultproxy.Proxy) {
+	t.Helper()
+	pcfg, err := pgx.ParseConfig(lf.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start(net.JoinHostPort(pcfg.Host, strconv.Itoa(int(pcfg.Port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	host, port, _ := net.SplitHostPort(proxy.Addr())
+	proxied := pcfg.Copy()
+	proxied.Host = host
+	p, _ := strconv.Atoi(port)
+	proxied.Port = uint16(p)
+	cn, err := cachedsql.NewConnector(stdlib.GetConnector(*proxied), lf.cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(cn)
+	t.Cleanup(func() { db.Close() })
+	return db, cn, proxy
+}
+
+// TestBrokenConnectionTerminatesTheSession: when the database can be
+// reached again while the broken write still waits on its lock, cachedsql
+// ends that session (pg_terminate_backend) rather than wait for it, so the
+// write never commits, and releases its markers at once.
+func TestBrokenConnectionTerminatesTheSession(t *testing.T) {
+	lf := newLockedRow(t, 200*time.Millisecond, 0)
+	ctx := context.Background()
+	writer, writerCn, proxy := lf.proxiedWriter(t)
+	reader, _, _ := hfOpen(t, lf.dsn, lf.cfg())
+	before, err := hfGet(ctx, lf.plain, lf.query, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := lf.startWrite(t, writer)
+	proxy.SetMode(faultproxy.Reset) // pgx's cancel request is lost
+	if err := <-done; err == nil {
+		t.Fatal("the write succeeded through a cut connection")
+	}
+	// pgx sends its cancel request from a goroutine as the connection
+	// breaks: let it fail before the database is reachable again.
+	time.Sleep(300 * time.Millisecond)
+	proxy.SetMode(faultproxy.Pass) // the settle can reach the database
+	waitSettled(t, writerCn)       // while the lock is still held
+	if err := lf.lock.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitNoSession(t, lf.plain, lf.schema)
+	after, err := hfGet(ctx, lf.plain, lf.query, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("the broken write committed (%+v, was %+v): its session was not terminated", after, before)
+	}
+	if got, err := hfGet(ctx, reader, lf.query, 1); err != nil || got != after {
+		t.Errorf("cachedsql reads %+v (%v); the database holds %+v", got, err, after)
 	}
 }
 
