@@ -89,12 +89,18 @@ type selfBounded interface {
 // that can never be done, on a cache that bounds itself within the budget,
 // needs no timer: op runs with it as is.
 func (g *guard) run(ctx context.Context, op func(context.Context) error) error {
+	return g.runLazy(ctx, false, op)
+}
+
+// runLazy is run; with lazyCancel (see pairGetter) a context that can be
+// cancelled needs no timer either.
+func (g *guard) runLazy(ctx context.Context, lazyCancel bool, op func(context.Context) error) error {
 	ok, probe := g.admit()
 	if !ok {
 		return errBreakerOpen
 	}
 	var err error
-	if sb, bounded := g.cache.(selfBounded); bounded && ctx.Done() == nil && sb.boundedBy(g.budget) {
+	if sb, bounded := g.cache.(selfBounded); bounded && (ctx.Done() == nil || lazyCancel) && sb.boundedBy(g.budget) {
 		err = op(ctx)
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, g.budget)
@@ -141,22 +147,14 @@ func (g *guard) getPair(ctx context.Context, k1, k2 string) (i1, i2 *Item, owned
 		}
 		return items[k1], items[k2], false, nil
 	}
-	if sb, bounded := g.cache.(selfBounded); bounded && sb.boundedBy(g.budget) {
-		// The hit path, with a caller's context that can be cancelled
-		// too: the cache's own timeout bounds the read within the budget.
-		ok, probe := g.admit()
-		if !ok {
-			err = errBreakerOpen
-		} else {
-			i1, i2, err = pg.getPair(ctx, k1, k2, true)
-			g.done(err, probe)
-		}
-	} else {
-		err = g.run(ctx, func(ctx context.Context) error {
-			i1, i2, err = pg.getPair(ctx, k1, k2, false)
-			return err
-		})
-	}
+	// The hit path: on a cache whose own timeout bounds the read within
+	// the budget, a caller's context that can be cancelled needs no timer,
+	// and the read may ignore its cancellation up to that timeout. Under
+	// the guard's timer, the read ends by the budget's deadline anyway.
+	err = g.runLazy(ctx, true, func(ctx context.Context) error {
+		i1, i2, err = pg.getPair(ctx, k1, k2, true)
+		return err
+	})
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("cachedsql: cache read: %w", err)
 	}
