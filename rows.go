@@ -60,11 +60,11 @@ func (r *result) replayReusing(m *pgtype.Map, spare **pgxRows) driver.Rows {
 type pgxRows struct {
 	res     *result
 	m       *pgtype.Map
-	open    bool              // until Close: a spare in use is not reused
-	next    int               // index of the next row in res.raw
-	cur     [][]byte          // the current row, this caller's copy; nil at EOF
-	plans   []pgtype.ScanPlan // per column, planned on first use (value)
-	planBuf [8]pgtype.ScanPlan
+	open    bool         // until Close: a spare in use is not reused
+	next    int          // index of the next row in res.raw
+	cur     [][]byte     // the current row, this caller's copy; nil at EOF
+	plans   []columnPlan // per column, planned on first use (value)
+	planBuf [8]columnPlan
 	scratch pgxScratch
 	curBuf  [8][]byte // cur's backing array for up to 8 columns
 
@@ -73,9 +73,9 @@ type pgxRows struct {
 
 // advance points r.cur at the next row, or reports false at the end.
 // The row's bytes are the result's own, not a copy: value only hands them
-// to pgx's scan plans, which read src and copy what they keep (strings
-// are converted, []byte targets get fresh slices), so no caller can
-// write them (TestReplayValuesAreCallers pins it).
+// to pgx's scan plans, which read src and copy what they keep ([]byte
+// targets get fresh slices), or returns them as the immutable string they
+// are, so no caller can write them (TestReplayValuesAreCallers pins it).
 func (r *pgxRows) advance() bool {
 	if r.next >= len(r.res.raw) {
 		r.cur = nil
@@ -239,7 +239,7 @@ func (r *pgxRows) value(i int, src []byte) (driver.Value, error) {
 		if len(r.res.fields) <= len(r.planBuf) {
 			r.plans = r.planBuf[:len(r.res.fields)]
 		} else {
-			r.plans = make([]pgtype.ScanPlan, len(r.res.fields))
+			r.plans = make([]columnPlan, len(r.res.fields))
 		}
 	}
 	sc := &r.scratch
@@ -303,20 +303,45 @@ func (r *pgxRows) value(i int, src []byte) (driver.Value, error) {
 		}
 		return sc.tstz.Value()
 	default:
+		p := r.plan(i, fd, &sc.s)
+		if r.plans[i].verbatim {
+			// src is the result's immutable string (see advance), and the
+			// plan would return a copy of it: return the string itself.
+			return unsafe.String(unsafe.SliceData(src), len(src)), nil
+		}
 		sc.s = ""
-		err := r.plan(i, fd, &sc.s).Scan(src, &sc.s)
+		err := p.Scan(src, &sc.s)
 		return sc.s, err
 	}
+}
+
+// columnPlan is one column's scan plan and what value may skip of it.
+type columnPlan struct {
+	scan pgtype.ScanPlan
+	// verbatim: scan is one of pgx's plans that set a *string to
+	// string(src), so value may return src's string as it is.
+	verbatim bool
+}
+
+// verbatimStringPlans are the types of pgx's scan plans that set a
+// *string to string(src) and nothing else: the text format's, and
+// TextCodec's for text, varchar, bpchar and name in binary
+// (TestVerbatimStringPlans pins their behaviour).
+var verbatimStringPlans = [2]reflect.Type{
+	reflect.TypeOf(pgtype.NewMap().PlanScan(pgtype.TextOID, pgtype.TextFormatCode, new(string))),
+	reflect.TypeOf(pgtype.TextCodec{}.PlanScan(nil, pgtype.TextOID, pgtype.BinaryFormatCode, new(string))),
 }
 
 // plan returns column i's scan plan for target, planning it on first use.
 // target's type is fixed per column (value picks it from the type OID).
 func (r *pgxRows) plan(i int, fd *pgconn.FieldDescription, target any) pgtype.ScanPlan {
-	if p := r.plans[i]; p != nil {
+	if p := r.plans[i].scan; p != nil {
 		return p
 	}
 	p := r.m.PlanScan(fd.DataTypeOID, fd.Format, target)
-	r.plans[i] = p
+	_, isString := target.(*string)
+	t := reflect.TypeOf(p)
+	r.plans[i] = columnPlan{scan: p, verbatim: isString && (t == verbatimStringPlans[0] || t == verbatimStringPlans[1])}
 	return p
 }
 

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -419,6 +421,54 @@ func TestPgxRowsInterfaces(t *testing.T) {
 	} {
 		if stdlibRows.Implements(it) != replayRows.Implements(it) {
 			t.Errorf("%v: stdlib.Rows %v, replay %v", it, stdlibRows.Implements(it), replayRows.Implements(it))
+		}
+	}
+}
+
+// TestVerbatimStringPlans: value returns a stored string as it is only
+// where pgx's own plan would return string(src), and does so for the
+// text-like types a hit mostly reads.
+func TestVerbatimStringPlans(t *testing.T) {
+	srcs := [][]byte{[]byte("abc"), []byte("caf\u00e9 \x00\xff"), {}}
+	for _, c := range []struct {
+		oid          uint32
+		format       int16
+		wantVerbatim bool
+	}{
+		{pgtype.TextOID, pgtype.BinaryFormatCode, true},
+		{pgtype.VarcharOID, pgtype.BinaryFormatCode, true},
+		{pgtype.BPCharOID, pgtype.BinaryFormatCode, true},
+		{pgtype.NameOID, pgtype.BinaryFormatCode, true},
+		{pgtype.TextOID, pgtype.TextFormatCode, true},
+		{pgtype.NumericOID, pgtype.TextFormatCode, true},
+		{pgtype.NumericOID, pgtype.BinaryFormatCode, false},
+		{pgtype.UUIDOID, pgtype.BinaryFormatCode, false},
+		{pgtype.IntervalOID, pgtype.BinaryFormatCode, false},
+		{999999, pgtype.BinaryFormatCode, true}, // unknown to the map: TextCodec
+	} {
+		r := &pgxRows{m: pgtype.NewMap()}
+		r.plans = r.planBuf[:1]
+		fd := &pgconn.FieldDescription{DataTypeOID: c.oid, Format: c.format}
+		p := r.plan(0, fd, new(string))
+		if got := r.plans[0].verbatim; got != c.wantVerbatim {
+			t.Errorf("oid %d format %d: verbatim %v; want %v", c.oid, c.format, got, c.wantVerbatim)
+		}
+		if !r.plans[0].verbatim {
+			continue
+		}
+		for _, src := range srcs {
+			var s string
+			if err := p.Scan(src, &s); err != nil || s != string(src) {
+				t.Errorf("oid %d format %d: pgx's plan gives %q, %v for %q; verbatim needs string(src)", c.oid, c.format, s, err, src)
+			}
+			r.res = &result{fields: []pgconn.FieldDescription{*fd}}
+			v, err := r.value(0, src)
+			if err != nil || v != string(src) {
+				t.Errorf("oid %d format %d: value gives %q, %v; want %q", c.oid, c.format, v, err, src)
+			}
+			if len(src) > 0 && unsafe.StringData(v.(string)) != unsafe.SliceData(src) {
+				t.Errorf("oid %d format %d: value copied the stored string", c.oid, c.format)
+			}
 		}
 	}
 }
