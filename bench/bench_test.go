@@ -134,7 +134,7 @@ func BenchmarkHitInProcess(b *testing.B) {
 func BenchmarkContenders(b *testing.B) {
 	e := pgEnv(b)
 	for _, conc := range []int{1, 8, 64} {
-		for _, c := range e.contenders(false, "a", "b", "c", "c2", "d", "e", "f-a", "f-b", "g") {
+		for _, c := range e.contenders(false, "a", "b", "c", "c2", "c3", "d", "e", "f-a", "f-b", "g") {
 			b.Run(fmt.Sprintf("%s/conc=%d", strings.ReplaceAll(c.Name, " ", "_"), conc), func(b *testing.B) {
 				runParallel(b, c, conc)
 			})

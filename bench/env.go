@@ -73,6 +73,7 @@ type Env struct {
 	cached     *sql.DB // b: cachedsql on memcached (or the in-process cache on SQLite)
 	cachedMem  *sql.DB // e: cachedsql on the in-process cache (PostgreSQL mode)
 	prepByID   *sql.Stmt
+	floorDB    *sql.DB          // c3: one memcached Get behind database/sql
 	mc         *memcache.Client // shared by b, c and d; nil in embedded mode
 	memCache   cachedsql.Cache  // the in-process cache of e (of b in embedded mode)
 	cachedConn *cachedsql.Connector
@@ -213,7 +214,9 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 			e.Close()
 		}
 	}()
-	e.memCache = cachedsql.NewMemoryCache(1 << 30)
+	// Room for every row by both keys (~0.5 KB accounted each), so that
+	// contender e's lookups are all hits at a million rows too.
+	e.memCache = cachedsql.NewMemoryCache(max(1<<30, int64(n)*2*1024))
 	var cache cachedsql.Cache
 	if e.pg {
 		e.servers = strings.Split(cfg.Memcache, ",")
@@ -313,6 +316,7 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		if err := e.warmAside(ctx); err != nil {
 			return nil, err
 		}
+		e.floorDB = newFloorDB(e)
 	}
 	ok = true
 	return e, nil

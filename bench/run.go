@@ -43,7 +43,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 	rep := &Report{Machine: e.machine(ctx), Config: fmt.Sprintf("%s, %s, %d rows, conc %v, %v per slice, %d rounds",
 		e.dbName, e.cacheTag, cfg.Rows, cfg.Conc, cfg.Duration, cfg.Rounds)}
 
-	main := []string{"a", "b", "c", "c2", "d", "e", "f-a", "f-b", "g"}
+	main := []string{"a", "b", "c", "c2", "c3", "d", "e", "f-a", "f-b", "g"}
 	for _, conc := range cfg.Conc {
 		which := main
 		if conc == 8 && e.pg {
@@ -103,6 +103,28 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 			rep.Sharding = sh
 			rep.Rows = append(rep.Rows, rows...)
 			rep.Ratios = append(rep.Ratios, ratios...)
+			if cfg.Rows > scaleSubset {
+				if progress != nil {
+					progress("scale")
+				}
+				sc, rows, ratios, err := e.scale(ctx, cfg, progress)
+				if err != nil {
+					return nil, err
+				}
+				rep.Scale = sc
+				rep.Rows = append(rep.Rows, rows...)
+				rep.Ratios = append(rep.Ratios, ratios...)
+			}
+			// Its writes flush rows 1..100, which prepared, next, refills.
+			if progress != nil {
+				progress("flush cost")
+			}
+			fc, rows, err := e.flushCost(ctx, cfg, progress)
+			if err != nil {
+				return nil, err
+			}
+			rep.FlushCost = fc
+			rep.Rows = append(rep.Rows, rows...)
 		}
 	}
 	if rep.Prepared, err = e.prepared(ctx); err != nil {
@@ -134,6 +156,8 @@ func mainRatios(rows []*Row) []Ratio {
 	}
 	pair("b/c hit vs floor (Get)", "b", "c")
 	pair("b/c2 hit vs floor (GetMulti entry+gen)", "b", "c2")
+	pair("b/c3 hit vs floor through database/sql", "b", "c3")
+	pair("c3/c database/sql's own cost over the floor", "c3", "c")
 	pair("a/b plain pgx vs hit (speed-up)", "a", "b")
 	pair("a/c plain pgx vs floor (the floor's own speed-up)", "a", "c")
 	pair("b/d hit vs hand-written aside", "b", "d")
@@ -205,14 +229,17 @@ type Prepared struct {
 }
 
 func (e *Env) prepared(ctx context.Context) (*Prepared, error) {
+	// Keep the connection between lookups: without an idle pool each one
+	// would dial (and handshake TLS with) PostgreSQL.
+	e.size(e.cached, 1)
+	const n = 5000
 	var u User
-	for id := 1; id <= e.Cfg.Rows; id++ { // refill what the 95/5 mix flushed
+	for id := 1; id <= min(n, e.Cfg.Rows); id++ { // refill what the 95/5 mix flushed
 		if err := scanUser(e.prepByID.QueryRowContext(ctx, id), &u, id); err != nil {
 			return nil, err
 		}
 	}
 	r0, p0 := e.cachedReads.Load(), e.cachedPrepares.Load()
-	const n = 5000
 	for i := range n {
 		id := 1 + i%e.Cfg.Rows
 		if err := scanUser(e.prepByID.QueryRowContext(ctx, id), &u, id); err != nil {
@@ -534,6 +561,12 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if s := r.Sharding; s != nil {
 		fmt.Fprintf(w, "\nsharding: %s\n", s)
+	}
+	if s := r.Scale; s != nil {
+		fmt.Fprintf(w, "\nscale: %s\n", s)
+	}
+	if f := r.FlushCost; f != nil {
+		f.print(w)
 	}
 	if p := r.Prepared; p != nil {
 		fmt.Fprintf(w, "\nprepared statement: %d hits, %d database round trips (%d queries, %d prepares)\n", p.Lookups, p.DatabaseTrips, p.DatabaseReads, p.DatabasePrepar)

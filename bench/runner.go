@@ -71,6 +71,10 @@ type Contender struct {
 	maxOps int
 	// setup sizes pools for a concurrency level.
 	setup func(conc int)
+	// keys, if not nil, draws this contender's ids instead of the
+	// workload's generator: contenders measured together on different key
+	// ranges (the scale section).
+	keys func() keyGen
 }
 
 // Row is one contender at one concurrency level: medians over rounds.
@@ -184,6 +188,9 @@ func zipfian(n int) func() keyGen {
 
 // runSlice runs c with conc workers for d (or c.maxOps operations).
 func runSlice(ctx context.Context, c *Contender, conc int, d time.Duration, gen func() keyGen, seed uint64) (sliceResult, error) {
+	if c.keys != nil {
+		gen = c.keys
+	}
 	var stop atomic.Bool
 	var opsLeft, errCount, totalOps atomic.Int64
 	opsLeft.Store(int64(c.maxOps))
@@ -417,6 +424,10 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 					return err
 				}
 			}}
+		if !byEmail {
+			all["c3"] = &Contender{Name: "c3 floor through database/sql", Desc: "database/sql over a driver answering with one gomemcache Get of the entry and a ready-made row",
+				newWorker: lookup(e.floorDB, q), setup: sizeDB(e.floorDB)}
+		}
 		all["d"] = &Contender{Name: "d hand-written aside", Desc: "hand-written cache-aside get(id): gomemcache Get + encoding/json, DB and Set on a miss", setup: sizeDB(e.plain),
 			newWorker: func() opFunc {
 				a := e.aside()
@@ -458,6 +469,8 @@ type Report struct {
 	Offload   []Offload  `json:"offload,omitempty"`
 	Cold      []Cold     `json:"cold_start,omitempty"`
 	Sharding  *Sharding  `json:"sharding,omitempty"`
+	Scale     *Scale     `json:"scale,omitempty"`
+	FlushCost *FlushCost `json:"flush_cost,omitempty"`
 	Memory    *Memory    `json:"memory,omitempty"`
 	Prepared  *Prepared  `json:"prepared,omitempty"`
 	DriverOps []DriverOp `json:"driver_level,omitempty"`
