@@ -50,10 +50,9 @@ func heap() int64 {
 	return int64(m.HeapAlloc)
 }
 
-// readAll looks every id up once through db, 8 at a time.
-func (e *Env) readAll(ctx context.Context, db *sql.DB) error {
+// readAll looks ids 1..n up once each through db, 8 at a time.
+func (e *Env) readAll(ctx context.Context, db *sql.DB, n int) error {
 	var idx atomic.Int64
-	n := e.Cfg.Rows
 	c := &Contender{Name: "read all", maxOps: n, newWorker: func() opFunc {
 		var u User
 		return func(ctx context.Context, id int) error { return scanUser(db.QueryRowContext(ctx, e.byID, id), &u, id) }
@@ -64,13 +63,23 @@ func (e *Env) readAll(ctx context.Context, db *sql.DB) error {
 	return err
 }
 
+// shardingMaxRows is the largest table the sharding section runs on: it
+// opens a second environment, which warms every row again.
+const shardingMaxRows = 100_000
+
+// memoryRows caps the rows the memory section reads: it reads them three
+// times, the last two as misses, and what it measures does not depend on
+// the table's size.
+const memoryRows = 100_000
+
 func (e *Env) memory(ctx context.Context) (*Memory, error) {
 	e.size(nil, 8)
-	m := &Memory{Rows: e.Cfg.Rows}
-	for id := 1; id <= e.Cfg.Rows; id++ {
+	rows := min(e.Cfg.Rows, memoryRows)
+	m := &Memory{Rows: rows}
+	for id := 1; id <= rows; id++ {
 		m.RawRowBytes += float64(rawRowSize(id))
 	}
-	m.RawRowBytes /= float64(e.Cfg.Rows)
+	m.RawRowBytes /= float64(rows)
 	ns := fmt.Sprintf("mem-%d", time.Now().UnixNano())
 	open := func(c cachedsql.Cache) (*sql.DB, error) {
 		cn, err := cachedsql.NewConnector(e.cachedConnBase, cachedsql.Config{Rules: e.rules, Cache: c, Namespace: ns,
@@ -106,12 +115,12 @@ func (e *Env) memory(ctx context.Context) (*Memory, error) {
 		return nil, err
 	}
 	h0 := heap()
-	if err := e.readAll(ctx, db); err != nil {
+	if err := e.readAll(ctx, db, rows); err != nil {
 		return nil, err
 	}
-	m.HeapBytesPerRow = float64(heap()-h0) / float64(e.Cfg.Rows)
+	m.HeapBytesPerRow = float64(heap()-h0) / float64(rows)
 	rec.on.Store(true)
-	if err := e.readAll(ctx, db); err != nil {
+	if err := e.readAll(ctx, db, rows); err != nil {
 		return nil, err
 	}
 	rec.on.Store(false)
@@ -134,7 +143,7 @@ func (e *Env) memory(ctx context.Context) (*Memory, error) {
 	// Ten times more keys than fit.
 	const overhead = 64 // the cache's accounted per-item overhead
 	cost := m.EntryValueBytes + m.EntryKeyBytes + overhead
-	m.FitAtBound = e.Cfg.Rows / 10
+	m.FitAtBound = rows / 10
 	m.Bound = int64(cost * float64(m.FitAtBound))
 	small := cachedsql.NewMemoryCache(m.Bound)
 	db, err = open(small)
@@ -143,11 +152,11 @@ func (e *Env) memory(ctx context.Context) (*Memory, error) {
 	}
 	h0 = heap()
 	for range 2 {
-		if err := e.readAll(ctx, db); err != nil {
+		if err := e.readAll(ctx, db, rows); err != nil {
 			return nil, err
 		}
 	}
-	m.KeysRead = e.Cfg.Rows
+	m.KeysRead = rows
 	m.HeapUnderBound = heap() - h0
 	m.HeapOverBoundPct = 100 * (float64(m.HeapUnderBound)/float64(m.Bound) - 1)
 	held, err := small.GetMulti(ctx, keys)

@@ -91,18 +91,23 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 		if rep.Memory, err = e.memory(ctx); err != nil {
 			return nil, err
 		}
+		if e.pg && cfg.Rows > shardingMaxRows {
+			rep.ShardingSkipped = fmt.Sprintf("not run above %d rows: it loads and warms a second environment; run it with -rows 10000", shardingMaxRows)
+		}
 		if e.pg {
-			if progress != nil {
-				progress("generation sharding")
+			if cfg.Rows <= shardingMaxRows {
+				if progress != nil {
+					progress("generation sharding")
+				}
+				e.size(nil, 8)
+				sh, rows, ratios, err := e.sharding(ctx, cfg, progress)
+				if err != nil {
+					return nil, err
+				}
+				rep.Sharding = sh
+				rep.Rows = append(rep.Rows, rows...)
+				rep.Ratios = append(rep.Ratios, ratios...)
 			}
-			e.size(nil, 8)
-			sh, rows, ratios, err := e.sharding(ctx, cfg, progress)
-			if err != nil {
-				return nil, err
-			}
-			rep.Sharding = sh
-			rep.Rows = append(rep.Rows, rows...)
-			rep.Ratios = append(rep.Ratios, ratios...)
 			if cfg.Rows > scaleSubset {
 				if progress != nil {
 					progress("scale")
@@ -566,6 +571,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "\nmemory: %s\n", m)
+	}
+	if r.ShardingSkipped != "" {
+		fmt.Fprintf(w, "\nsharding: %s\n", r.ShardingSkipped)
 	}
 	if s := r.Sharding; s != nil {
 		fmt.Fprintf(w, "\nsharding: %s\n", s)

@@ -461,20 +461,22 @@ func (e *Env) contenders(byEmail bool, which ...string) []*Contender {
 
 // Report is the outcome of one run.
 type Report struct {
-	Machine   Machine    `json:"machine"`
-	Config    string     `json:"config"`
-	Rows      []*Row     `json:"rows"`
-	Ratios    []Ratio    `json:"ratios"`
-	Targets   []Target   `json:"targets"`
-	Offload   []Offload  `json:"offload,omitempty"`
-	Cold      []Cold     `json:"cold_start,omitempty"`
-	Sharding  *Sharding  `json:"sharding,omitempty"`
-	Scale     *Scale     `json:"scale,omitempty"`
-	FlushCost *FlushCost `json:"flush_cost,omitempty"`
-	Memory    *Memory    `json:"memory,omitempty"`
-	Prepared  *Prepared  `json:"prepared,omitempty"`
-	DriverOps []DriverOp `json:"driver_level,omitempty"`
-	Elapsed   string     `json:"elapsed"`
+	Machine  Machine   `json:"machine"`
+	Config   string    `json:"config"`
+	Rows     []*Row    `json:"rows"`
+	Ratios   []Ratio   `json:"ratios"`
+	Targets  []Target  `json:"targets"`
+	Offload  []Offload `json:"offload,omitempty"`
+	Cold     []Cold    `json:"cold_start,omitempty"`
+	Sharding *Sharding `json:"sharding,omitempty"`
+	// ShardingSkipped says why the sharding section did not run.
+	ShardingSkipped string     `json:"sharding_skipped,omitempty"`
+	Scale           *Scale     `json:"scale,omitempty"`
+	FlushCost       *FlushCost `json:"flush_cost,omitempty"`
+	Memory          *Memory    `json:"memory,omitempty"`
+	Prepared        *Prepared  `json:"prepared,omitempty"`
+	DriverOps       []DriverOp `json:"driver_level,omitempty"`
+	Elapsed         string     `json:"elapsed"`
 }
 
 // Target is one of issue 8's targets, measured.

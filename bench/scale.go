@@ -56,7 +56,7 @@ func (e *Env) scale(ctx context.Context, cfg Config, progress func(string)) (*Sc
 	// The 95/5 mix flushed its hot keys: refill every key so that both
 	// contenders measure hits only.
 	e.size(e.cached, conc)
-	if err := e.readAll(ctx, e.cached); err != nil {
+	if err := e.readAll(ctx, e.cached, cfg.Rows); err != nil {
 		return nil, nil, nil, fmt.Errorf("bench: scale: refilling the cache: %w", err)
 	}
 	all, sub := e.contenders(false, "b")[0], e.contenders(false, "b")[0]
