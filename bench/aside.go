@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 
@@ -22,7 +23,7 @@ type aside struct {
 
 func (e *Env) aside() *aside { return &aside{e: e} }
 
-const asideTTL = 600 // seconds
+const asideTTL = int32(entryTTL / time.Second) // as cachedsql's entries
 
 func (a *aside) get(ctx context.Context, key string, query string, arg any, u *User, want int) error {
 	it, err := a.e.mc.Get(key)
