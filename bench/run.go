@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 		}
 		rows, err := measure(ctx, cfg, "pk uniform", e.contenders(false, which...), conc, uniform(cfg.Rows), progress)
 		if err != nil {
-			return nil, err
+			return rep.partial(e.pg, start, err)
 		}
 		rep.Rows = append(rep.Rows, rows...)
 		rep.Ratios = append(rep.Ratios, mainRatios(rows)...)
@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 		} {
 			rows, err := measure(ctx, cfg, w.name, e.contenders(w.byEmail, "a", "b", "c", "d"), 8, w.gen, progress)
 			if err != nil {
-				return nil, err
+				return rep.partial(e.pg, start, err)
 			}
 			rep.Rows = append(rep.Rows, rows...)
 			rep.Ratios = append(rep.Ratios, workloadRatios(w.name, rows)...)
@@ -77,19 +77,19 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 			progress("95/5 read/write mix")
 		}
 		if rep.Offload, err = e.offload(ctx); err != nil {
-			return nil, err
+			return rep.partial(e.pg, start, err)
 		}
 		if progress != nil {
 			progress("cold start")
 		}
 		if rep.Cold, err = e.coldStart(ctx); err != nil {
-			return nil, err
+			return rep.partial(e.pg, start, err)
 		}
 		if progress != nil {
 			progress("memory bound")
 		}
 		if rep.Memory, err = e.memory(ctx); err != nil {
-			return nil, err
+			return rep.partial(e.pg, start, err)
 		}
 		if e.pg && cfg.Rows > shardingMaxRows {
 			rep.ShardingSkipped = fmt.Sprintf("not run above %d rows: it loads and warms a second environment; run it with -rows 10000", shardingMaxRows)
@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 				e.size(nil, 8)
 				sh, rows, ratios, err := e.sharding(ctx, cfg, progress)
 				if err != nil {
-					return nil, err
+					return rep.partial(e.pg, start, err)
 				}
 				rep.Sharding = sh
 				rep.Rows = append(rep.Rows, rows...)
@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 				}
 				sc, rows, ratios, err := e.scale(ctx, cfg, progress)
 				if err != nil {
-					return nil, err
+					return rep.partial(e.pg, start, err)
 				}
 				rep.Scale = sc
 				rep.Rows = append(rep.Rows, rows...)
@@ -126,21 +126,30 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 			}
 			fc, rows, err := e.flushCost(ctx, cfg, progress)
 			if err != nil {
-				return nil, err
+				return rep.partial(e.pg, start, err)
 			}
 			rep.FlushCost = fc
 			rep.Rows = append(rep.Rows, rows...)
 		}
 	}
 	if rep.Prepared, err = e.prepared(ctx); err != nil {
-		return nil, err
+		return rep.partial(e.pg, start, err)
 	}
 	if rep.DriverOps, err = e.driverLevel(ctx); err != nil {
-		return nil, err
+		return rep.partial(e.pg, start, err)
 	}
 	rep.Targets = targets(rep, e.pg)
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	return rep, nil
+}
+
+// partial finishes a report whose run stopped at a failed section, so that
+// the sections measured before it are not lost, and returns it with err.
+func (r *Report) partial(pg bool, start time.Time, err error) (*Report, error) {
+	r.Targets = targets(r, pg)
+	r.Elapsed = time.Since(start).Round(time.Second).String()
+	r.Failed = err.Error()
+	return r, err
 }
 
 func find(rows []*Row, prefix string) *Row {
@@ -571,6 +580,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "\nmemory: %s\n", m)
+	}
+	if r.Failed != "" {
+		fmt.Fprintf(w, "\nRUN STOPPED: %s\n(the sections above were measured; later ones were not)\n", r.Failed)
 	}
 	if r.ShardingSkipped != "" {
 		fmt.Fprintf(w, "\nsharding: %s\n", r.ShardingSkipped)

@@ -477,6 +477,8 @@ type Report struct {
 	Prepared        *Prepared  `json:"prepared,omitempty"`
 	DriverOps       []DriverOp `json:"driver_level,omitempty"`
 	Elapsed         string     `json:"elapsed"`
+	// Failed is the error that stopped the run early, if one did.
+	Failed string `json:"failed,omitempty"`
 }
 
 // Target is one of issue 8's targets, measured.

@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestScaleReport checks the scale and flush-cost sections' targets,
@@ -57,6 +59,23 @@ func TestThousands(t *testing.T) {
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 10_000: "10,000", 1_000_000: "1,000,000"} {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q; want %q", n, got, want)
+		}
+	}
+}
+
+// TestPartialReport: a run stopped by a failed section keeps and prints
+// what it measured before it.
+func TestPartialReport(t *testing.T) {
+	r := &Report{Rows: []*Row{{Workload: "pk uniform", Contender: "a plain pgx", Conc: 8, NsPerOp: 1}}}
+	got, err := r.partial(true, time.Now(), errors.New("flush cost: breaker open"))
+	if got != r || err == nil || r.Failed == "" || r.Elapsed == "" {
+		t.Fatalf("partial = %v, %v; report %+v", got, err, r)
+	}
+	var buf bytes.Buffer
+	r.Print(&buf)
+	for _, want := range []string{"RUN STOPPED: flush cost: breaker open", "a plain pgx"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("printed report lacks %q:\n%s", want, buf.String())
 		}
 	}
 }

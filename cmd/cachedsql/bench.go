@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,21 +49,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !quiet {
 		progress = func(s string) { fmt.Fprintf(stderr, "\r\033[K%s", s) }
 	}
-	rep, err := bench.Run(ctx, cfg, progress)
+	rep, runErr := bench.Run(ctx, cfg, progress)
 	if !quiet {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
-	if err != nil {
-		return err
+	if rep == nil {
+		return runErr
 	}
+	// A run stopped by a failed section still prints what it measured.
 	if asJSON {
 		b, err := rep.JSON()
 		if err != nil {
-			return err
+			return errors.Join(runErr, err)
 		}
-		_, err = fmt.Fprintf(stdout, "%s\n", b)
-		return err
+		if _, err := fmt.Fprintf(stdout, "%s\n", b); err != nil {
+			return errors.Join(runErr, err)
+		}
+		return runErr
 	}
 	rep.Print(stdout)
-	return nil
+	return runErr
 }
