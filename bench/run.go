@@ -91,11 +91,10 @@ func Run(ctx context.Context, cfg Config, progress func(string)) (*Report, error
 		if rep.Memory, err = e.memory(ctx); err != nil {
 			return rep.partial(e.pg, start, err)
 		}
-		if e.pg && cfg.Rows > shardingMaxRows {
-			rep.ShardingSkipped = fmt.Sprintf("not run above %d rows: it loads and warms a second environment; run it with -rows 10000", shardingMaxRows)
-		}
 		if e.pg {
-			if cfg.Rows <= shardingMaxRows {
+			if cfg.Rows > shardingMaxRows {
+				rep.ShardingSkipped = fmt.Sprintf("not run above %d rows: it loads and warms a second environment; run it with -rows 10000", shardingMaxRows)
+			} else {
 				if progress != nil {
 					progress("generation sharding")
 				}
