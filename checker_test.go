@@ -48,8 +48,8 @@ var checkerLong = flag.Bool("checker.long", false, "run the consistency checker 
 
 const ckChildEnv = "CACHEDSQL_CHECKER_CHILD"
 
-// ckConns bounds each process's cachedsql pool: PostgreSQL's 100
-// connections are shared with the rest of the suite.
+// ckConns bounds each process's cachedsql pool by default: PostgreSQL's
+// 100 connections are shared with the rest of the suite.
 const ckConns = 10
 
 // ckRun describes one run of the harness.
@@ -74,6 +74,8 @@ type ckRun struct {
 	// protect and its COMMIT: the window in which another writer's clear
 	// can remove its tombstone.
 	protectPause time.Duration
+	// conns, when set, bounds each process's pool instead of ckConns.
+	conns int
 }
 
 // ckReport is what a run produced.
@@ -222,8 +224,12 @@ func TestCheckerBroken(t *testing.T) {
 		{"plain-set", cachedsql.BrokenPlainSet, func(r *ckRun) { r.fillPause = 20 * time.Millisecond }},
 		{"flush-before-commit", cachedsql.BrokenFlushBeforeCommit, nil},
 		// Late joiners need a flight still open when a write is
-		// acknowledged: every fill pauses before its cas, on few rows.
-		{"late-joiners", cachedsql.BrokenLateJoin, func(r *ckRun) { r.readers, r.rows, r.fillPause = 24, 3, 30*time.Millisecond }},
+		// acknowledged: every fill pauses before its cas, on few rows,
+		// longer than a write takes on a loaded machine, and the pool is
+		// wide enough that writers do not queue behind paused fills.
+		{"late-joiners", cachedsql.BrokenLateJoin, func(r *ckRun) {
+			r.readers, r.rows, r.fillPause, r.conns = 24, 3, 100*time.Millisecond, 20
+		}},
 		// Two writers on one key, one of whose clears fails: slow writers
 		// (wide protect-to-commit windows) on few rows, clears failing
 		// everywhere half the time.
@@ -245,8 +251,8 @@ func TestCheckerBroken(t *testing.T) {
 			}
 			// A broken protocol shows itself in most runs of a few
 			// seconds; retry a few times before calling the checker blind
-			// (six: on a loaded machine late-joiners once needed more than
-			// four).
+			// (the tunings above are meant to show it in the first run,
+			// even beside other CPU-bound work).
 			for attempt := 1; ; attempt++ {
 				rep := ckExecute(t, run)
 				t.Logf("attempt %d: %d operations in %v: %s", attempt, rep.ops, rep.elapsed.Round(time.Millisecond), rep.res.Summary())
@@ -417,6 +423,7 @@ func ckExecute(t *testing.T, run ckRun) ckReport {
 		"CK_JITTER="+cmp.Or(run.jitter, 3*time.Millisecond).String(),
 		"CK_FILL_PAUSE="+run.fillPause.String(),
 		"CK_PROTECT_PAUSE="+run.protectPause.String(),
+		"CK_CONNS="+strconv.Itoa(cmp.Or(run.conns, ckConns)),
 	)
 	if run.faults {
 		env = append(env, "CK_PG_PROXY="+pgProxy.Addr())
@@ -812,6 +819,7 @@ func TestCheckerChild(t *testing.T) {
 	jitterMax, _ := time.ParseDuration(env("CK_JITTER"))
 	fillPause, _ := time.ParseDuration(env("CK_FILL_PAUSE"))
 	protectPause, _ := time.ParseDuration(env("CK_PROTECT_PAUSE"))
+	conns, _ := strconv.Atoi(env("CK_CONNS"))
 	clearsFail := func() bool {
 		if (proc != 0 && !clearsAll) || clearsUntil == 0 {
 			return false
@@ -892,8 +900,8 @@ func TestCheckerChild(t *testing.T) {
 		db := sql.OpenDB(cn)
 		t.Cleanup(func() { db.Close() })
 		// PostgreSQL allows 100 connections, shared with other tests.
-		db.SetMaxOpenConns(ckConns)
-		db.SetMaxIdleConns(ckConns)
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
 		return db, cn
 	}
 	ctx := context.Background()
