@@ -1,0 +1,69 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachedsql/cachedsql/internal/testenv"
+)
+
+// TestSmokePostgres runs every section the runner has on PostgreSQL and
+// memcached, briefly, so CI exercises them: the figures are too short to
+// mean anything, but what each section checks of itself (all hits, exact
+// flushes, no database trip for a prepared hit) must hold.
+func TestSmokePostgres(t *testing.T) {
+	dsn, mc := testenv.PostgresDSN(t), testenv.MemcacheAddr(t)
+	ctx := context.Background()
+	rep, err := Run(ctx, Config{DSN: dsn, Memcache: mc, Rows: 300, Conc: []int{1, 4},
+		Duration: 20 * time.Millisecond, Rounds: 1, MaxDBConns: 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	rep.Print(&buf)
+	t.Log("\n" + buf.String())
+	if rep.Failed != "" {
+		t.Fatalf("run stopped: %s", rep.Failed)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Rows {
+		if r.NsPerOp <= 0 {
+			t.Errorf("%s/%s at %d: no operations measured", r.Workload, r.Contender, r.Conc)
+		}
+		seen[r.Contender] = true
+	}
+	for _, want := range []string{"a plain pgx", "b cachedsql hit", "c floor gomemcache Get", "c2 floor GetMulti(entry,gen)",
+		"c3 floor through database/sql", "d hand-written aside", "e cachedsql in-process hit", "f cachedsql pass", "g cachedsql prepared"} {
+		if !seen[want] {
+			t.Errorf("no row for contender %q", want)
+		}
+	}
+	if p := rep.Prepared; p == nil || p.DatabaseTrips != 0 {
+		t.Errorf("prepared hits reached the database: %+v", p)
+	}
+	for _, o := range rep.Offload {
+		if strings.HasPrefix(o.Name, "cachedsql") && o.DBReads >= o.Reads {
+			t.Errorf("95/5 mix: no read served from the cache (%+v)", o)
+		}
+	}
+	for _, c := range rep.Cold {
+		if strings.Contains(c.Name, "second pass") && c.DBReads != 0 {
+			t.Errorf("cold start: %d database reads on the second pass (%+v)", c.DBReads, c)
+		}
+	}
+	if fc := rep.FlushCost; fc == nil || len(fc.Points) != len(flushRows) {
+		t.Errorf("flush cost: %+v", fc)
+	} else {
+		for _, p := range fc.Points {
+			if p.FlushedPerWrite != float64(p.Keys) {
+				t.Errorf("flush of %d rows: %.1f keys flushed per write; want %d", p.Rows, p.FlushedPerWrite, p.Keys)
+			}
+		}
+	}
+	if rep.Memory == nil || rep.Sharding == nil {
+		t.Errorf("memory or sharding section missing (memory %v, sharding %v, %s)", rep.Memory != nil, rep.Sharding != nil, rep.ShardingSkipped)
+	}
+}
