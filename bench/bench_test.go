@@ -141,3 +141,17 @@ func BenchmarkContenders(b *testing.B) {
 		}
 	}
 }
+
+// TestTableName: Config.Table goes into SQL unquoted, so Open refuses
+// anything but a plain lower-case identifier, naming it.
+func TestTableName(t *testing.T) {
+	for _, name := range []string{"users; DROP TABLE x", "Users", "1users", `"users"`, "public.users"} {
+		e, err := Open(context.Background(), Config{Table: name, Rows: 10})
+		if err == nil {
+			e.Close()
+			t.Errorf("Open accepted table name %q", name)
+		} else if !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
+			t.Errorf("error for %q does not name it: %v", name, err)
+		}
+	}
+}

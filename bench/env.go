@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,15 +34,20 @@ import (
 // entryTTL is how long the benchmark's cached rows live: longer than a run.
 const entryTTL = 6 * time.Hour
 
-// Table is the benchmark table: ~250-byte rows, a primary key and a natural
-// key.
+// Table is the benchmark table's default name (Config.Table): ~250-byte
+// rows, a primary key and a natural key.
 const Table = "bench_users"
 
+// rulesYAML is the key rules of the benchmark table named %s.
 const rulesYAML = `
 tables:
-  bench_users:
+  %s:
     keys: [[id], [email]]
 `
+
+// tableName matches the table names Config.Table accepts: they go into
+// SQL unquoted.
+var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // User is one row of the benchmark table.
 type User struct {
@@ -169,11 +175,11 @@ func (r *recorder) GetMulti(ctx context.Context, keys []string) (map[string]*cac
 	return r.Cache.GetMulti(ctx, keys)
 }
 
-// keyValue is the last field of a readable entry key
+// keyValue is the last field of a readable entry key of table
 // ("cs1:<ns>:<n>:public.bench_users:<n>:id:<n>:<value>:") and its rule.
-func keyValue(k string) (rule, value string, ok bool) {
+func keyValue(k, table string) (rule, value string, ok bool) {
 	f := strings.Split(strings.TrimSuffix(k, ":"), ":")
-	if len(f) < 8 || !strings.HasSuffix(f[3], Table) {
+	if len(f) < 8 || !strings.HasSuffix(f[3], "."+table) {
 		return "", "", false
 	}
 	return f[5], f[7], true
@@ -185,7 +191,11 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 	cfg = cfg.withDefaults()
 	e := &Env{Cfg: cfg, pg: cfg.DSN != ""}
 	e.namespace = fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	rules, err := cachedsql.ParseRules([]byte(rulesYAML))
+	table := cfg.Table
+	if !tableName.MatchString(table) {
+		return nil, fmt.Errorf("bench: table name %q: want lower-case letters, digits and underscores", table)
+	}
+	rules, err := cachedsql.ParseRules(fmt.Appendf(nil, rulesYAML, table))
 	if err != nil {
 		return nil, err
 	}
@@ -200,15 +210,15 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 	}
 	cols := "id, email, name, bio, created_at"
 	if e.pg {
-		e.byID = "SELECT " + cols + " FROM " + Table + " WHERE id = $1"
-		e.byEmail = "SELECT " + cols + " FROM " + Table + " WHERE email = $1"
-		e.passQ = "SELECT " + cols + " FROM " + Table + " WHERE id = $1 LIMIT 2" // LIMIT 2: never cacheable
-		e.update = "UPDATE " + Table + " SET name = $2 WHERE id = $1"
+		e.byID = "SELECT " + cols + " FROM " + table + " WHERE id = $1"
+		e.byEmail = "SELECT " + cols + " FROM " + table + " WHERE email = $1"
+		e.passQ = "SELECT " + cols + " FROM " + table + " WHERE id = $1 LIMIT 2" // LIMIT 2: never cacheable
+		e.update = "UPDATE " + table + " SET name = $2 WHERE id = $1"
 	} else {
-		e.byID = "SELECT " + cols + " FROM " + Table + " WHERE id = ?"
-		e.byEmail = "SELECT " + cols + " FROM " + Table + " WHERE email = ?"
-		e.passQ = "SELECT " + cols + " FROM " + Table + " WHERE id = ? LIMIT 2"
-		e.update = "UPDATE " + Table + " SET name = ? WHERE id = ?"
+		e.byID = "SELECT " + cols + " FROM " + table + " WHERE id = ?"
+		e.byEmail = "SELECT " + cols + " FROM " + table + " WHERE email = ?"
+		e.passQ = "SELECT " + cols + " FROM " + table + " WHERE id = ? LIMIT 2"
+		e.update = "UPDATE " + table + " SET name = ? WHERE id = ?"
 		e.updateNameFirst = true
 	}
 	ok := false
@@ -251,7 +261,7 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		}
 		e.dbName = fmt.Sprintf("PostgreSQL %s/%s", pgcfg.Host, pgcfg.Database)
 		e.pgcfg = pgcfg
-		if err := loadPostgres(ctx, pgcfg, n); err != nil {
+		if err := loadPostgres(ctx, pgcfg, table, n); err != nil {
 			return nil, err
 		}
 		pt, ct, mt := &countTracer{}, &countTracer{}, &countTracer{}
@@ -269,7 +279,7 @@ func Open(ctx context.Context, cfg Config) (*Env, error) {
 		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
 		path := filepath.Join(dir, "bench.db")
 		e.dbName = "embedded SQLite"
-		if err := loadSQLite(ctx, path, n); err != nil {
+		if err := loadSQLite(ctx, path, table, n); err != nil {
 			return nil, err
 		}
 		probe, err := sql.Open("sqlite", path)
@@ -399,7 +409,7 @@ func (e *Env) warm(ctx context.Context, db *sql.DB, rec *recorder) error {
 	defer rec.mu.Unlock()
 	found := 0
 	for k, gen := range rec.pairs {
-		rule, v, ok := keyValue(k)
+		rule, v, ok := keyValue(k, e.Cfg.Table)
 		if !ok {
 			continue
 		}
@@ -466,29 +476,29 @@ func scanUser(r *sql.Row, u *User, want int) error {
 	return nil
 }
 
-// loadPostgres (re)creates the table unless it already holds n rows.
-func loadPostgres(ctx context.Context, cfg *pgx.ConnConfig, n int) error {
+// loadPostgres (re)creates table unless it already holds n rows.
+func loadPostgres(ctx context.Context, cfg *pgx.ConnConfig, table string, n int) error {
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: PostgreSQL: %w", err)
 	}
 	defer c.Close(ctx)
 	var have int
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+Table).Scan(&have); err == nil && have == n {
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&have); err == nil && have == n {
 		// Reset the names the 95/5 mix rewrites.
-		_, err := c.Exec(ctx, "UPDATE "+Table+" SET name = 'User ' || id WHERE name <> 'User ' || id")
+		_, err := c.Exec(ctx, "UPDATE "+table+" SET name = 'User ' || id WHERE name <> 'User ' || id")
 		return err
 	}
 	for _, s := range []string{
-		"DROP TABLE IF EXISTS " + Table,
-		"CREATE TABLE " + Table + " (id BIGINT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, bio TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+		"DROP TABLE IF EXISTS " + table,
+		"CREATE TABLE " + table + " (id BIGINT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, bio TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
 	} {
 		if _, err := c.Exec(ctx, s); err != nil {
 			return fmt.Errorf("bench: schema: %w", err)
 		}
 	}
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	_, err = c.CopyFrom(ctx, pgx.Identifier{Table}, []string{"id", "email", "name", "bio", "created_at"},
+	_, err = c.CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "email", "name", "bio", "created_at"},
 		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
 			id := i + 1
 			return []any{int64(id), email(id), name(id), bio, created.Add(time.Duration(id) * time.Second)}, nil
@@ -496,17 +506,17 @@ func loadPostgres(ctx context.Context, cfg *pgx.ConnConfig, n int) error {
 	if err != nil {
 		return fmt.Errorf("bench: loading rows: %w", err)
 	}
-	_, err = c.Exec(ctx, "ANALYZE "+Table)
+	_, err = c.Exec(ctx, "ANALYZE "+table)
 	return err
 }
 
-func loadSQLite(ctx context.Context, path string, n int) error {
+func loadSQLite(ctx context.Context, path, table string, n int) error {
 	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+Table+" (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, bio TEXT NOT NULL, created_at TIMESTAMP NOT NULL)"); err != nil {
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, bio TEXT NOT NULL, created_at TIMESTAMP NOT NULL)"); err != nil {
 		return err
 	}
 	tx, err := db.BeginTx(ctx, nil)
@@ -514,7 +524,7 @@ func loadSQLite(ctx context.Context, path string, n int) error {
 		return err
 	}
 	defer tx.Rollback()
-	ins, err := tx.PrepareContext(ctx, "INSERT INTO "+Table+" VALUES (?, ?, ?, ?, ?)")
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO "+table+" VALUES (?, ?, ?, ?, ?)")
 	if err != nil {
 		return err
 	}

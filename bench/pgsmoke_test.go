@@ -17,7 +17,7 @@ import (
 func TestSmokePostgres(t *testing.T) {
 	dsn, mc := testenv.PostgresDSN(t), testenv.MemcacheAddr(t)
 	ctx := context.Background()
-	rep, err := Run(ctx, Config{DSN: dsn, Memcache: mc, Rows: 300, Conc: []int{1, 4},
+	rep, err := Run(ctx, Config{DSN: dsn, Memcache: mc, Table: "bench_smoke", Rows: 300, Conc: []int{1, 4},
 		Duration: 20 * time.Millisecond, Rounds: 1, MaxDBConns: 8}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -405,7 +405,7 @@ func (e *Env) pgStats(ctx context.Context) (pgStats, error) {
 	}
 	defer c.Close(ctx)
 	c.Exec(ctx, "SELECT pg_stat_force_next_flush()")
-	err = c.QueryRow(ctx, `SELECT coalesce(idx_scan,0), coalesce(idx_tup_fetch,0) FROM pg_stat_user_tables WHERE relname = $1`, Table).Scan(&s.idxScan, &s.idxTupFetch)
+	err = c.QueryRow(ctx, `SELECT coalesce(idx_scan,0), coalesce(idx_tup_fetch,0) FROM pg_stat_user_tables WHERE relname = $1`, e.Cfg.Table).Scan(&s.idxScan, &s.idxTupFetch)
 	if err != nil {
 		return s, err
 	}

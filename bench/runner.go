@@ -32,6 +32,10 @@ type Config struct {
 	// max_connections is shared, and a pool at conc 64 per contender would
 	// exceed it. Only the running contender's pool keeps idle connections.
 	MaxDBConns int
+	// Table is the benchmark table's name (default Table). A run reuses
+	// a table that holds Rows rows and recreates it otherwise, so runs
+	// side by side on one database need a table each.
+	Table string
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +47,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Duration <= 0 {
 		c.Duration = time.Second
+	}
+	if c.Table == "" {
+		c.Table = Table
 	}
 	if c.MaxDBConns <= 0 {
 		c.MaxDBConns = 16

@@ -127,8 +127,8 @@ type flushSide struct {
 // same state (the previous write's CLEARED markers: one cas per key to
 // protect, one to release, as on cached entries).
 func (e *Env) flushCost(ctx context.Context, cfg Config, progress func(string)) (*FlushCost, []*Row, error) {
-	q := "UPDATE " + Table + " SET name = name WHERE id BETWEEN $1 AND $2"
-	fc := &FlushCost{Statement: q, KeysPerRow: len(e.rules.Tables[Table].Keys), Servers: e.servers}
+	q := "UPDATE " + e.Cfg.Table + " SET name = name WHERE id BETWEEN $1 AND $2"
+	fc := &FlushCost{Statement: q, KeysPerRow: len(e.rules.Tables[e.Cfg.Table].Keys), Servers: e.servers}
 	sides := []*flushSide{
 		{name: "plain pgx", db: e.plain, setup: func(conc int) { e.size(e.plain, conc) }},
 		{name: fmt.Sprintf("cachedsql, %d memcached", len(e.servers)), db: e.cached, cn: e.cachedConn, setup: func(conc int) { e.size(e.cached, conc) }},

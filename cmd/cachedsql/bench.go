@@ -29,6 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Duration, "duration", 0, "one contender's slice of one round (default 1s)")
 	fs.IntVar(&cfg.Rounds, "rounds", 5, "rounds; contenders interleave within each, figures are medians")
 	fs.BoolVar(&cfg.Quick, "quick", false, "the main table only")
+	fs.StringVar(&cfg.Table, "table", bench.Table, "the benchmark table, reused when it holds -rows rows and recreated otherwise")
 	fs.IntVar(&cfg.MaxDBConns, "max-db-conns", 16, "cap on each database/sql pool (PostgreSQL's max_connections is shared by all contenders)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
