@@ -49,7 +49,8 @@ var checkerLong = flag.Bool("checker.long", false, "run the consistency checker 
 const ckChildEnv = "CACHEDSQL_CHECKER_CHILD"
 
 // ckConns bounds each process's cachedsql pool by default: PostgreSQL's
-// 100 connections are shared with the rest of the suite.
+// 100 connections are shared with the rest of the suite and with other
+// packages' tests running beside it (a run with conns 20 takes 2 x 22).
 const ckConns = 10
 
 // ckRun describes one run of the harness.
